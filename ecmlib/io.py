@@ -1,0 +1,61 @@
+"""Safe file writing: everything is written to a temporary file and renamed into place.
+
+A crash or a full disk while saving never leaves a half-written checkpoint or result where
+a good one stood, and a run directory that already holds results is never reused unless
+the caller asks for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Call ``write(fileobj)`` on a temp file beside ``path``, fsync, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # Leave the previous file untouched and remove the partial one.
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write text atomically."""
+    return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    """Write JSON (indented, trailing newline) atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+
+
+def atomic_torch_save(path: str | Path, obj: Any) -> Path:
+    """``torch.save`` atomically (a failed save keeps the old checkpoint)."""
+    import torch
+    return atomic_write(path, lambda fh: torch.save(obj, fh))
+
+
+def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
+    """Create a run directory; refuse a non-empty one unless ``overwrite``."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FileExistsError(f"{path}: exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise FileExistsError(f"{path}: run directory already holds results; choose another "
+                              f"--out or pass --overwrite to replace them")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,193 @@
+"""ECMNet and the losses: golden parity, hand-computed cases, properties, bad inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ecmlib.losses import LossConfig, compute_losses, loss_agg, loss_eq, loss_pre
+from ecmlib.model import ECMNet, ModelConfig, group_matrix, load_checkpoint
+from ecmlib.parity import load_golden, model_checks
+
+DATA = Path(__file__).parent / "data"
+GOLDEN = [DATA / "official_thumos_s1.npz", DATA / "official_anet_s2.npz"]
+
+
+@pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.stem)
+def test_model_matches_official_code(path: Path) -> None:
+    checks = model_checks(load_golden(path), str(path))
+    assert len(checks) == 3 + 5 + 7 + 2
+    bad = [(c.name, c.error) for c in checks if not c.ok]
+    assert not bad, bad
+
+
+def small_model(**kw) -> ECMNet:
+    torch.manual_seed(0)
+    cfg = ModelConfig(feat_dim=8, hidden_dim=12, num_classes=4, num_snippets=10,
+                      topk_ratio=0.3, dropout=0.0, **kw)
+    return ECMNet(cfg).eval()
+
+
+def conv_trunk(model: ECMNet, x: torch.Tensor) -> torch.Tensor:
+    """The trunk with plain k=3 convolutions (the model computes conv_1 through its taps)."""
+    t = model.base_module
+    y = torch.nn.functional.leaky_relu(t.conv_1(x), 0.01)
+    return torch.nn.functional.leaky_relu(t.conv_2(y), 0.01)
+
+
+def test_tap_trunk_equals_convolution() -> None:
+    model = small_model()
+    for length in (1, 2, 3, 10):
+        x = torch.rand(2, 8, length)
+        torch.testing.assert_close(model.base_module(x), conv_trunk(model, x), rtol=1e-5, atol=1e-6)
+
+
+def reference_background(model: ECMNet, x: torch.Tensor, a: torch.Tensor,
+                         labels: torch.Tensor) -> torch.Tensor:
+    """The background stream written as the authors do: loops over videos and classes."""
+    B, C, T = a.shape
+    out = torch.zeros(B, C)
+    w = model.classifier_module.conv.weight[:, :, 0]
+    for b in range(B):
+        cls = labels[b].nonzero().flatten().tolist()
+        us = []
+        for c in cls:
+            xb = x[b] * (1 - a[b, c])                      # [D, T]
+            u = torch.zeros(C)
+            for k in range(C):
+                groups = torch.stack([(a[b, k, g::3] * xb[:, g::3]).sum(-1) for g in range(3)], 1)
+                h = conv_trunk(model, groups[None])[0]     # [H, 3]
+                u[k] = (w[k] @ h).mean()
+            us.append(u)
+        mean = torch.stack(us).mean(0)
+        for c, u in zip(cls, us):
+            mean[c] = u[c]
+        out[b] = mean
+    return out
+
+
+def test_batched_background_equals_per_video_loops() -> None:
+    model = small_model()
+    x = torch.rand(3, 8, 10)
+    labels = torch.tensor([[1, 0, 0, 1], [0, 1, 0, 0], [1, 1, 1, 0]], dtype=torch.float32)
+    with torch.no_grad():
+        out = model(x, labels)
+        ref = reference_background(model, x, out["aggregation_weights"], labels)
+    torch.testing.assert_close(out["background_scores"], ref, rtol=1e-5, atol=1e-6)
+
+
+def test_post_scores_equal_explicit_group_sums() -> None:
+    model = small_model()
+    x = torch.rand(2, 8, 10)
+    with torch.no_grad():
+        a = torch.rand(2, 4, 10)
+        got = model.post_scores(model.base_module.taps(x), a)
+        w = model.classifier_module.conv.weight[:, :, 0]
+        for b in range(2):
+            for c in range(4):
+                g = torch.stack([(a[b, c, i::3] * x[b, :, i::3]).sum(-1) for i in range(3)], 1)
+                s = (w[c] @ conv_trunk(model, g[None])[0]).mean()
+                assert torch.isclose(got[b, c], s, rtol=1e-5, atol=1e-6)
+
+
+def test_group_matrix_interleaves() -> None:
+    m = group_matrix(7, 3)
+    assert m.argmax(1).tolist() == [0, 1, 2, 0, 1, 2, 0]
+    assert m.sum().item() == 7
+
+
+def test_topk_is_int_of_configured_snippets() -> None:
+    assert ModelConfig(num_snippets=750, topk_ratio=0.125).topk == 93
+    assert ModelConfig(num_snippets=100, topk_ratio=0.6).topk == 60
+    model = small_model()                                   # k = int(10 * 0.3) = 3
+    cas = torch.tensor([[[1.0, 5, 2, 4, 3, 0, 0, 0, 0, 0]]])
+    assert model.pre_scores(cas).item() == pytest.approx(4.0)
+
+
+def test_inference_outputs_softmax_and_cas() -> None:
+    model = small_model()
+    score, cas = model.infer(torch.rand(2, 8, 10))
+    assert score.shape == (2, 4) and cas.shape == (2, 4, 10)
+    torch.testing.assert_close(score.sum(1), torch.ones(2))
+
+
+@pytest.mark.parametrize("transition", ["learned", "fixed", "independent"])
+@pytest.mark.parametrize("streams", ["pre", "post", "both"])
+def test_ablation_switches_train(streams: str, transition: str) -> None:
+    model = small_model(streams=streams, transition=transition).train()
+    x = torch.rand(4, 8, 10)
+    labels = torch.eye(4)
+    out = model(x, labels)
+    terms = compute_losses(out, labels, LossConfig(), streams)
+    terms["loss_total"].backward()
+    assert torch.isfinite(terms["loss_total"])
+    assert (terms["loss_post"] == 0) == (streams == "pre")
+    assert (terms["loss_pre"] == 0) == (streams == "post")
+    assert (terms["loss_eq"] != 0) == (streams == "both")
+    has_attention = any(n.startswith("attention_module") for n, _ in model.named_parameters())
+    assert has_attention == (transition != "fixed")
+    if streams != "pre":
+        a = out["aggregation_weights"]
+        assert ((a > 0) & (a < 1)).all()
+    if transition == "fixed" and streams != "pre":
+        torch.testing.assert_close(out["aggregation_weights"], torch.sigmoid(out["cas"]))
+
+
+def test_loss_hand_values() -> None:
+    # Two equal scores, label on class 0: CE = log 2.
+    s = torch.zeros(1, 2)
+    assert loss_pre(s, torch.tensor([[1.0, 0.0]])).item() == pytest.approx(np.log(2))
+    # Two-label video: target 0.5/0.5 and uniform softmax over 4 -> CE = log 4.
+    assert loss_pre(torch.zeros(1, 4), torch.tensor([[1.0, 1, 0, 0]])).item() == pytest.approx(np.log(4))
+    assert loss_eq(torch.tensor([[1.0, 3.0]]), torch.tensor([[0.0, 1.0]])).item() == pytest.approx(2.5)
+    # score_agg: C=2, label class 0: entries p_act[0]=0.5 (target 1), p_bg[0]=0.25 (target 0).
+    agg = torch.tensor([[0.5, 0.1, 0.25, 0.15]])
+    want = -(np.log(0.5) + np.log(0.75)) / 2
+    assert loss_agg(agg, torch.tensor([[1.0, 0.0]])).item() == pytest.approx(want)
+
+
+def test_loss_agg_ignores_unlabelled_videos() -> None:
+    agg = torch.tensor([[0.5, 0.1, 0.25, 0.15], [0.25, 0.25, 0.25, 0.25]])
+    labels = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    assert loss_agg(agg, labels).item() == pytest.approx(loss_agg(agg[:1], labels[:1]).item())
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(ValueError, match="features must be"):
+        small_model()(torch.rand(2, 9, 10))
+    with pytest.raises(ValueError, match="streams"):
+        ModelConfig(streams="neither")
+    with pytest.raises(ValueError, match="transition"):
+        ModelConfig(transition="magic")
+    with pytest.raises(ValueError, match="top-k"):
+        ModelConfig(num_snippets=4, topk_ratio=0.1)
+    with pytest.raises(ValueError, match="empty label"):
+        small_model()(torch.rand(2, 8, 10), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="w_eq"):
+        LossConfig(w_eq=-1)
+
+
+def test_official_checkpoint_roundtrip_and_mismatch(tmp_path: Path) -> None:
+    golden = load_golden(GOLDEN[0])
+    state = {k.removeprefix("weight/"): torch.from_numpy(v) for k, v in golden.items()
+             if k.startswith("weight/")}
+    path = tmp_path / "THUMOS14_best.pth"
+    torch.save({"epoch": 3, "state_dict": state, "optimizer": {}}, path)
+    model, ckpt = load_checkpoint(path)
+    assert ckpt["epoch"] == 3
+    assert (model.cfg.feat_dim, model.cfg.hidden_dim, model.cfg.num_classes) == (32, 64, 5)
+    with pytest.raises(ValueError, match="num_classes is 5 in the checkpoint but 20"):
+        load_checkpoint(path, ModelConfig(feat_dim=32, hidden_dim=64, num_classes=20))
+    with pytest.raises(ValueError, match="hidden_dim is 64 in the checkpoint but 2048"):
+        load_checkpoint(path, ModelConfig(feat_dim=32, num_classes=5))
+    bad = tmp_path / "bad.pth"
+    torch.save({"weights": state}, bad)
+    with pytest.raises(ValueError, match="not an official ECM checkpoint"):
+        load_checkpoint(bad)
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot read checkpoint"):
+        load_checkpoint(junk)
