@@ -108,6 +108,32 @@ class Trunk(nn.Module):
         # x: [N, D, T] -> [N, H, T]
         return self.from_taps(self.taps(x))
 
+    def short_from_taps(self, z: torch.Tensor) -> torch.Tensor:
+        """The trunk on many short sequences, channels last: [M, L, 3, H] taps -> [M, L, H].
+
+        The post and background streams run the trunk on B*C (and P*C) sequences of
+        length G = 3. A convolution kernel is slow on such sequences, so both layers are
+        written as one matmul over all positions plus shifted sums of the three taps.
+        """
+        y = _sum_taps_rows(z) + self.conv_1.bias
+        y = F.leaky_relu(y, 0.01)
+        h, hin, k = self.conv_2.weight.shape
+        z2 = torch.matmul(y, self.conv_2.weight.permute(1, 2, 0).reshape(hin, k * h))
+        y = _sum_taps_rows(z2.view(*y.shape[:2], k, h)) + self.conv_2.bias
+        return self.dropout(F.leaky_relu(y, 0.01))
+
+
+def _sum_taps_rows(z: torch.Tensor) -> torch.Tensor:
+    """k=3, padding=1 convolution output from per-tap projections, channels last.
+
+    z: [M, L, 3, H] with z[m, l, k] = W[:, :, k] @ input[m, l] -> [M, L, H] where
+    out[l] = z[l-1, 0] + z[l, 1] + z[l+1, 2] (zero outside the sequence).
+    """
+    out = z[:, :, 1].clone()
+    out[:, 1:] += z[:, :-1, 0]
+    out[:, :-1] += z[:, 1:, 2]
+    return out
+
 
 class Classifier(nn.Module):
     """W: the classifier shared by the pre, post and background streams."""
@@ -175,52 +201,67 @@ class ECMNet(nn.Module):
             return self.attention_module(h)
         return torch.sigmoid(cas)
 
-    def score_groups(self, grouped_taps: torch.Tensor) -> torch.Tensor:
-        """Score aggregated tap projections [N, C, 3, H, G] with class c's own row -> [N, C]."""
-        n, c, k, hid, g = grouped_taps.shape
-        h = self.base_module.from_taps(grouped_taps.reshape(n * c, k, hid, g))   # [N*C, H, G]
-        w = self.classifier_module.conv.weight[:, :, 0]                          # [C, H]
-        return torch.einsum("nchg,ch->nc", h.view(n, c, hid, g), w) / g
-
     def aggregate(self, z: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Group sums F[n, c, ..., g] = sum_{t = g mod G} weights[n, c, t] z[n, ..., t].
+        """Group sums F[n, c, g] = sum_{t = g mod G} weights[n, c, t] z[n, :, t].
 
-        z: [N, 3, H, T] tap projections (or any [N, ..., T]), weights: [N, C, T]
-        -> [N, C, ..., G]. One batched matmul: the weights are spread over the G groups
-        ([N, C*G, T]) and contracted with z over time.
+        z: [N, K, T] (the snippets' tap projections, K = 3H), weights: [N, C, T]
+        -> [N, C, G, K]. Time is folded into (T/G, G) so each group is one batched matmul
+        over its own snippets (no multiplications by the zeros of a group mask).
         """
-        n, t = z.shape[0], z.shape[-1]
-        inner = z.shape[1:-1]
+        n, k, t = z.shape
         c, g = weights.shape[1], self.cfg.groups
-        m = group_matrix(t, g, z.device, weights.dtype)                         # [T, G]
-        wg = (weights.unsqueeze(2) * m.T).reshape(n, c * g, t)                  # [N, C*G, T]
-        f = torch.matmul(z.reshape(n, -1, t), wg.transpose(1, 2))               # [N, *, C*G]
-        f = f.view(n, -1, c, g).permute(0, 2, 1, 3)                             # [N, C, *, G]
-        return f.reshape(n, c, *inner, g)
+        pad = (-t) % g                                            # zero snippets fill the last group
+        if pad:
+            z, weights = F.pad(z, (0, pad)), F.pad(weights, (0, pad))
+        s = (t + pad) // g
+        zg = z.view(n, k, s, g).permute(0, 3, 1, 2).reshape(n * g, k, s)       # [N*G, K, T/G]
+        wg = weights.reshape(n, c, s, g).permute(0, 3, 2, 1).reshape(n * g, s, c)  # [N*G, T/G, C]
+        return torch.bmm(zg, wg).view(n, g, k, c).permute(0, 3, 1, 2)          # [N, C, G, K]
+
+    def score_groups(self, grouped: torch.Tensor) -> torch.Tensor:
+        """Score aggregated taps [M, C, G, 3H] with class c's own classifier row -> [M, C]."""
+        m, c, g, k = grouped.shape
+        hid = self.cfg.hidden_dim
+        h = self.base_module.short_from_taps(grouped.reshape(m * c, g, k // hid, hid))  # [M*C, G, H]
+        w = self.classifier_module.conv.weight[:, :, 0]                        # [C, H]
+        return torch.einsum("mcgh,ch->mc", h.view(m, c, g, hid), w) / g
 
     def post_scores(self, z: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """s_post [B, C] from the snippets' tap projections z and weights a [B, C, T]."""
-        return self.score_groups(self.aggregate(z, weights))
+        """s_post [B, C] from the snippets' tap projections z [B, 3, H, T] and a [B, C, T]."""
+        return self.score_groups(self.aggregate(z.flatten(1, 2), weights))
 
-    def background_scores(self, z: torch.Tensor, weights: torch.Tensor,
-                          labels: torch.Tensor) -> torch.Tensor:
-        """s_bg [B, C]: the background stream for every (video, label class) pair at once.
+    def post_and_background_scores(self, z: torch.Tensor, weights: torch.Tensor,
+                                   labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(s_post [B, C], s_bg [B, C]) in one pass over every (video, label class) pair.
 
-        For pair (b, c): x_bg = x[b] * (1 - a[b, c]) is aggregated with the action weights of
-        all C classes and scored -> u [C]. s_bg[b] averages u over b's label classes, except
-        that entry c of s_bg[b] is u^(c)[c] of that class's own pair.
+        Background stream, pair (b, c): x_bg = x[b] * (1 - a[b, c]) is aggregated with the
+        action weights of all C classes and scored -> u [C]. s_bg[b] averages u over b's
+        label classes, except that entry c of s_bg[b] is u^(c)[c] of that class's own pair.
+        Aggregating x[b] * bg with a[b] equals aggregating x[b] with a[b] * bg, so each video
+        contributes 1 + (its label count) weight sets to a single batched matmul: slot 0 holds
+        the post stream's weights, slot l the background weights of its l-th label class.
         """
-        pb, pc = labels.nonzero(as_tuple=True)                    # P pairs, in (b, c) order
-        if pb.numel() == 0:
-            raise ValueError("background stream: every video in the batch has an empty label")
-        bg = 1.0 - weights[pb, pc]                                # [P, T]
-        # x[b] * bg aggregated with a[b] equals x[b] aggregated with a[b] * bg.
-        u = self.score_groups(self.aggregate(z[pb], weights[pb] * bg.unsqueeze(1)))  # [P, C]
-        num_labels = labels.sum(dim=1)                            # [B]
-        s_bg = torch.zeros_like(labels, dtype=u.dtype).index_add(0, pb, u)
-        s_bg = s_bg / num_labels.clamp(min=1).unsqueeze(1)        # mean over label classes
+        b, c, t = weights.shape
+        counts = labels.gt(0).sum(dim=1)                            # [B] label classes per video
+        if int(counts.min()) == 0:
+            raise ValueError("background stream: a video in the batch has an empty label")
+        slots = int(counts.max())
+        # label_idx[b, l]: the l-th label class of video b (padding repeats the last one).
+        order = torch.argsort(labels.gt(0).to(torch.int8), dim=1, descending=True, stable=True)
+        label_idx = order[:, :slots]                               # [B, L]
+        valid = torch.arange(slots, device=labels.device) < counts[:, None]   # [B, L]
+        bg = 1.0 - torch.gather(weights, 1, label_idx[:, :, None].expand(b, slots, t))  # [B, L, T]
+        w_all = torch.cat([weights[:, None], weights[:, None] * bg[:, :, None]], dim=1)  # [B, 1+L, C, T]
+        f = self.aggregate(z.flatten(1, 2), w_all.view(b, (1 + slots) * c, t))
+        f = f.view(b, 1 + slots, c, *f.shape[2:])                  # [B, 1+L, C, G, K]
+        s_post = self.score_groups(f[:, 0])                        # [B, C]
+        u = self.score_groups(f[:, 1:][valid])                     # [P, C], pairs in (b, l) order
+        pb = valid.nonzero(as_tuple=True)[0]
+        pc = label_idx[valid]
+        s_bg = torch.zeros(b, c, dtype=u.dtype, device=u.device).index_add(0, pb, u)
+        s_bg = s_bg / counts[:, None].to(u.dtype)                  # mean over label classes
         own = u[torch.arange(pb.numel(), device=u.device), pc]    # u^(c)[c]
-        return s_bg.index_put((pb, pc), own)
+        return s_post, s_bg.index_put((pb, pc), own)
 
     # -- forward ----------------------------------------------------------------------
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None,
@@ -247,11 +288,12 @@ class ECMNet(nn.Module):
             return out
         a = self.aggregation_weights(h, cas)                      # [B, C, T]
         out["aggregation_weights"] = a
-        out["post_scores"] = self.post_scores(z, a)
         if background:
-            s_bg = self.background_scores(z, a, labels)
+            out["post_scores"], s_bg = self.post_and_background_scores(z, a, labels)
             out["background_scores"] = s_bg
             out["score_agg"] = torch.softmax(torch.cat([out["post_scores"], s_bg], dim=1), dim=1)
+        else:
+            out["post_scores"] = self.post_scores(z, a)
         return out
 
     @torch.no_grad()

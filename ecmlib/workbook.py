@@ -1,0 +1,914 @@
+"""Run the workbook: every notebook in order, parameter sweeps, and notebook hygiene.
+
+Three entry points share one execution path (papermill, kernel ``python3``, a timeout per
+cell, the notebooks' folder as working directory):
+
+* ``python -m ecmlib workbook`` (:func:`workbook_main`, :func:`run_workbook`) executes
+  ``notebooks/NN_name.ipynb`` in order into a fresh ``runs/<YYYYmmdd-HHMMSS>/`` folder:
+  the executed copy ``NN_name.ipynb`` and the notebook's own outputs in ``NN_name/``
+  (passed as the ``out_dir`` parameter), plus ``summary.json``.
+* ``python -m ecmlib sweep NOTEBOOK -p seed 0 1 2 -p lr 1e-3 1e-4`` (:func:`sweep_main`,
+  :func:`run_sweep`) runs the Cartesian grid of parameters, one papermill run per setting
+  in parallel processes, each into ``<out>/lr=0.001__seed=0/``; the notebook writes
+  ``metrics.json`` into its ``out_dir`` (the contract) and the sweep aggregates them over
+  seeds into ``sweep.csv`` / ``sweep.md``.
+* From Python (notebooks 03/04): :func:`run_grid` runs a picklable function of the
+  parameters over a grid in a process pool and :func:`aggregate` / :func:`to_markdown`
+  summarise the records as mean ± std over seeds.
+
+``sweep.csv`` is *wide*: one row per setting, the non-seed parameters, ``n`` (runs in the
+setting), ``seeds`` and, for every numeric metric ``m``, ``m_mean``, ``m_std`` (ddof=1, so
+empty for a single seed) and ``m_n`` (runs that reported ``m``). ``runs.csv`` beside it
+holds one row per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import math
+import numbers
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .io import atomic_write_json, atomic_write_text, prepare_run_dir
+
+__all__ = [
+    "NOTEBOOK_PATTERN",
+    "aggregate",
+    "default_figures_dir",
+    "default_notebooks_dir",
+    "expand_grid",
+    "find_notebooks",
+    "has_outputs",
+    "notebook_parameters",
+    "parse_value",
+    "run_grid",
+    "run_sweep",
+    "run_workbook",
+    "setting_dirname",
+    "strip_outputs",
+    "sweep_main",
+    "to_markdown",
+    "workbook_main",
+]
+
+NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_[A-Za-z0-9][A-Za-z0-9_\-]*\.ipynb$")
+KERNEL_NAME = "python3"
+DEFAULT_TIMEOUT_S = 3600  # per cell; full (non-quick) training cells on a CPU take minutes
+SEED_KEY = "seed"
+
+
+# ------------------------------------------------------------------ locations
+
+
+def _repo_root() -> Path:
+    """The checkout that holds this package (figures/, notebooks/ and runs/ live there)."""
+    import ecmlib
+    return Path(ecmlib.__file__).resolve().parents[1]
+
+
+def default_notebooks_dir() -> Path:
+    """``notebooks/`` of the checkout."""
+    return _repo_root() / "notebooks"
+
+
+def default_figures_dir() -> Path:
+    """``figures/`` of the checkout, computed at run time (never a stored path)."""
+    return _repo_root() / "figures"
+
+
+def _timestamp() -> str:
+    return datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _fresh_timestamped_dir(parent: Path, prefix: str = "") -> Path:
+    """Create ``parent/<prefix><timestamp>`` (suffix ``-2``, ``-3``… if taken this second)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    base = f"{prefix}{_timestamp()}"
+    for i in itertools.count(1):
+        path = parent / (base if i == 1 else f"{base}-{i}")
+        try:
+            # mkdir without exist_ok is atomic, so two runs started together never share one.
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")
+
+
+def _out_dir(out: str | Path | None, default_prefix: str) -> Path:
+    """Resolve ``--out``: a given folder must be new or empty; none means a fresh one."""
+    if out is None or str(out) == "":
+        return _fresh_timestamped_dir(_repo_root() / "runs", default_prefix).resolve()
+    return prepare_run_dir(Path(out)).resolve()
+
+
+# ------------------------------------------------------------------ notebooks and parameters
+
+
+def find_notebooks(notebooks_dir: str | Path, only: Sequence[str] | None = None) -> list[Path]:
+    """The ``NN_name.ipynb`` notebooks of a folder in order, optionally only numbers ``only``."""
+    notebooks_dir = Path(notebooks_dir)
+    if not notebooks_dir.is_dir():
+        raise FileNotFoundError(f"{notebooks_dir}: notebooks folder not found")
+    found = sorted(p for p in notebooks_dir.glob("*.ipynb") if NOTEBOOK_PATTERN.match(p.name))
+    if not only:
+        return found
+    by_number: dict[str, list[Path]] = {}
+    for p in found:
+        by_number.setdefault(p.name[:2], []).append(p)
+    wanted = []
+    for item in only:
+        key = item.strip()
+        key = key.zfill(2) if key.isdigit() else key
+        if key not in by_number:
+            have = ", ".join(sorted(by_number)) or "none"
+            raise ValueError(f"--only {item!r}: no notebook numbered {key} in {notebooks_dir} "
+                             f"(numbers found: {have})")
+        wanted.extend(p for p in by_number[key] if p not in wanted)
+    return sorted(wanted)
+
+
+def parse_value(text: str) -> Any:
+    """Parse a command-line value like papermill's ``-p``: bool, None, int, float, else str."""
+    if text == "True":
+        return True
+    if text == "False":
+        return False
+    if text == "None":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def notebook_parameters(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Parameters of a notebook's ``parameters`` cell: name -> {inferred_type_name, default, help}."""
+    import papermill
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: notebook not found")
+    return {name: dict(info) for name, info in papermill.inspect_notebook(str(path)).items()}
+
+
+def _check_parameter_names(path: Path, names: Sequence[str], declared: Mapping[str, Any]) -> None:
+    unknown = [n for n in names if n not in declared]
+    if unknown:
+        listed = ", ".join(declared) or "(none: the notebook has no cell tagged 'parameters')"
+        raise ValueError(f"{path.name}: unknown parameter(s) {', '.join(unknown)}; "
+                         f"the notebook's parameters are: {listed}")
+
+
+# ------------------------------------------------------------------ executing one notebook
+
+
+def _is_kernel_start_clash(err: BaseException) -> bool:
+    """A kernel that could not bind its ports (parallel starts race for free ports)."""
+    text = f"{type(err).__name__}: {err}"
+    return ("ZMQError" in text or "Address already in use" in text
+            or "Kernel died before replying to kernel_info" in text)
+
+
+def _source_cell_index(input_path: Path, executed_index: int, injected: bool) -> int:
+    """Map a cell index of the executed copy back to the source notebook.
+
+    papermill inserts its ``injected-parameters`` cell right after the ``parameters`` cell
+    (or first, when there is none), so later cells shift by one.
+    """
+    if not injected:
+        return executed_index
+    import nbformat
+    nb = nbformat.read(input_path, as_version=4)
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    injected_at = tagged[0] + 1 if tagged else 0
+    return executed_index - 1 if executed_index > injected_at else executed_index
+
+
+def _last_started_cell(output_path: Path, input_path: Path, injected: bool) -> int | None:
+    """Source index of the last cell the kernel started (where a timeout or crash struck)."""
+    import nbformat
+    try:
+        nb = nbformat.read(output_path, as_version=4)
+    except (OSError, ValueError):
+        return None
+    started = [i for i, c in enumerate(nb.cells)
+               if c.get("metadata", {}).get("papermill", {}).get("start_time")]
+    return _source_cell_index(input_path, started[-1], injected) if started else None
+
+
+def _ensure_papermill_logging() -> None:
+    """Make papermill's ``log_output`` visible when nobody configured logging."""
+    logger = logging.getLogger("papermill")
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def _execute(input_path: str, output_path: str, parameters: dict[str, Any], cwd: str,
+             timeout: float | None, progress_bar: bool = False, log_output: bool = False) -> dict:
+    """Run one notebook with papermill; never raises for notebook errors, returns a record.
+
+    The record has ``status`` ("ok", "failed": a cell raised, "error": the run itself broke,
+    e.g. timeout or dead kernel), ``wall_s`` and, when not ok, ``error`` with the details.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    if log_output:
+        _ensure_papermill_logging()
+    start = time.perf_counter()
+    record: dict[str, Any] = {"status": "ok", "error": None}
+    for attempt in (1, 2):
+        try:
+            papermill.execute_notebook(
+                input_path, output_path, parameters=parameters or None,
+                kernel_name=KERNEL_NAME, cwd=cwd, execution_timeout=timeout,
+                progress_bar=progress_bar, log_output=log_output)
+            record = {"status": "ok", "error": None}
+        except PapermillExecutionError as err:
+            source = str(err.source or "")
+            first = next((ln for ln in source.splitlines() if ln.strip()), "")
+            record = {"status": "failed", "error": {
+                "cell_index": _source_cell_index(Path(input_path), err.cell_index, bool(parameters)),
+                "execution_count": err.exec_count,
+                "ename": err.ename,
+                "evalue": err.evalue,
+                "source_first_line": first,
+            }}
+        except Exception as err:  # noqa: BLE001 - a broken run is reported, not fatal
+            if attempt == 1 and _is_kernel_start_clash(err):
+                continue  # retry once: another process took the port between pick and bind
+            lines = str(err).strip().splitlines()
+            record = {"status": "error", "error": {
+                "ename": type(err).__name__, "evalue": lines[0] if lines else "",
+                "cell_index": _last_started_cell(Path(output_path), Path(input_path),
+                                                 bool(parameters))}}
+        break
+    record["wall_s"] = round(time.perf_counter() - start, 2)
+    return record
+
+
+def _describe(record: dict) -> str:
+    """One or two lines saying how a run went (which cell failed, and why)."""
+    if record["status"] == "ok":
+        return "ok"
+    err = record["error"] or {}
+    if record["status"] == "failed":
+        return (f"FAILED at cell {err['cell_index']} (0-based, source notebook; "
+                f"In [{err['execution_count']}]): {err['ename']}: {err['evalue']}\n"
+                f"    > {err['source_first_line']}")
+    where = "" if err.get("cell_index") is None else f" in cell {err['cell_index']} (0-based)"
+    return f"ERROR{where}: {err.get('ename')}: {err.get('evalue')}"
+
+
+# ------------------------------------------------------------------ workbook
+
+
+def _notebook_job(job: dict) -> dict:
+    """Worker: execute one workbook notebook (a module-level function, so it pickles)."""
+    return _execute(job["input"], job["output"], job["parameters"], job["cwd"], job["timeout"],
+                    job["progress_bar"], job["log_output"])
+
+
+def _git_commit(root: Path) -> str | None:
+    """The checkout's commit (for the record), or None outside git."""
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10, check=True)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _environment() -> dict[str, Any]:
+    import ecmlib
+    return {"python": platform.python_version(), "platform": platform.platform(),
+            "cpu_count": os.cpu_count(), "ecmlib": ecmlib.__version__,
+            "git_commit": _git_commit(_repo_root())}
+
+
+def _table(rows: list[dict], columns: Sequence[str]) -> str:
+    return to_markdown(pd.DataFrame(rows, columns=list(columns)))
+
+
+def run_workbook(notebooks_dir: str | Path | None = None, out: str | Path | None = None,
+                 only: Sequence[str] | None = None, quick: bool = False,
+                 timeout: float | None = DEFAULT_TIMEOUT_S, jobs: int = 1,
+                 figures_dir: str | Path | None = None, command: str | None = None) -> dict:
+    """Execute the workbook's notebooks in order into a fresh folder; return the summary.
+
+    Each notebook gets ``out_dir`` (``<out>/NN_name/``), ``figures_dir`` and, with ``quick``,
+    ``quick=True`` (each only if its parameters cell declares it). ``jobs > 1`` runs notebooks
+    side by side, which is only right when they do not read each other's outputs.
+    """
+    notebooks_dir = Path(notebooks_dir) if notebooks_dir else default_notebooks_dir()
+    notebooks = find_notebooks(notebooks_dir, only)
+    if not notebooks:
+        raise FileNotFoundError(f"{notebooks_dir}: no NN_name.ipynb notebooks to run")
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    figures_dir = Path(figures_dir).resolve() if figures_dir else default_figures_dir()
+    # Check every notebook before creating anything, so a bad call leaves no folder behind.
+    declared_by_nb = {nb: notebook_parameters(nb) for nb in notebooks}
+    if quick:
+        lacking = [nb.name for nb, d in declared_by_nb.items() if "quick" not in d]
+        if lacking:
+            raise ValueError(f"--quick given but these notebooks have no 'quick' parameter: "
+                             f"{', '.join(lacking)}")
+    out_path = _out_dir(out, "")
+    interactive = sys.stderr.isatty()
+
+    jobs_list = []
+    for nb, declared in declared_by_nb.items():
+        params: dict[str, Any] = {}
+        nb_out = out_path / nb.stem
+        nb_out.mkdir()
+        if "out_dir" in declared:
+            params["out_dir"] = str(nb_out)
+        if "figures_dir" in declared:
+            params["figures_dir"] = str(figures_dir)
+        if quick:
+            params["quick"] = True
+        jobs_list.append({
+            "name": nb.stem, "input": str(nb.resolve()), "output": str(out_path / nb.name),
+            "parameters": params, "cwd": str(nb.parent.resolve()), "timeout": timeout,
+            # A per-cell bar only for a person at a terminal running one notebook at a time;
+            # otherwise stream the notebooks' output into the log (CI, make workbook | tee).
+            "progress_bar": interactive and jobs == 1,
+            "log_output": not interactive and jobs == 1,
+        })
+
+    summary: dict[str, Any] = {
+        "command": command, "started": datetime.now().isoformat(timespec="seconds"),
+        "notebooks_dir": str(notebooks_dir), "quick": quick, "timeout_per_cell_s": timeout,
+        "jobs": jobs, "environment": _environment(), "notebooks": [],
+    }
+    results: dict[str, dict] = {}
+    start = time.perf_counter()
+
+    def finish(job: dict, record: dict, bar: tqdm) -> None:
+        entry = {"notebook": job["name"], **record, "executed": Path(job["output"]).name,
+                 "out_dir": job["name"], "parameters": {
+                     k: (Path(v).name if k == "out_dir" else v) for k, v in job["parameters"].items()
+                     if k != "figures_dir"}}
+        results[job["name"]] = entry
+        bar.update(1)
+        tqdm.write(f"{job['name']}: {_describe(record)} ({record['wall_s']:.1f} s)")
+        summary["notebooks"] = [results[j["name"]] for j in jobs_list if j["name"] in results]
+        # Rewritten after every notebook, so a crash still leaves a record of what ran.
+        atomic_write_json(out_path / "summary.json", summary)
+
+    with tqdm(total=len(jobs_list), desc="workbook", unit="notebook") as bar:
+        if jobs == 1:
+            for job in jobs_list:
+                bar.set_postfix_str(job["name"])
+                finish(job, _notebook_job(job), bar)
+        else:
+            with ProcessPoolExecutor(max_workers=min(jobs, len(jobs_list)),
+                                     mp_context=_mp_context()) as pool:
+                futures = {pool.submit(_notebook_job, job): job for job in jobs_list}
+                for fut in as_completed(futures):
+                    finish(futures[fut], fut.result(), bar)
+
+    summary["finished"] = datetime.now().isoformat(timespec="seconds")
+    summary["total_wall_s"] = round(time.perf_counter() - start, 2)
+    summary["failed"] = [e["notebook"] for e in summary["notebooks"] if e["status"] != "ok"]
+    atomic_write_json(out_path / "summary.json", summary)
+    summary["out_dir"] = str(out_path)
+    return summary
+
+
+def _workbook_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m ecmlib workbook",
+        description="Execute every notebooks/NN_name.ipynb in order with papermill into a "
+                    "fresh runs/<YYYYmmdd-HHMMSS>/ folder (executed copies, each notebook's "
+                    "outputs in NN_name/, summary.json). Figures are refreshed in figures/.")
+    p.add_argument("--quick", action="store_true", help="pass quick=True (small CI-sized runs)")
+    p.add_argument("--only", help="comma list of notebook numbers, e.g. 01,03")
+    p.add_argument("--out", help="output folder, new or empty (default: runs/<timestamp>)")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                   help=f"seconds per cell before a notebook is stopped (default {DEFAULT_TIMEOUT_S})")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="notebooks run side by side (default 1; >1 only if they are independent)")
+    p.add_argument("--notebooks-dir", help="folder of NN_name.ipynb notebooks (default: notebooks/)")
+    p.add_argument("--figures-dir", help="folder the notebooks save figures into (default: figures/)")
+    return p
+
+
+def workbook_main(argv: list[str] | None = None) -> int:
+    """``python -m ecmlib workbook``: 0 if every notebook ran, 1 if one failed, 2 on bad usage."""
+    args = _workbook_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    only = [s for s in args.only.split(",") if s.strip()] if args.only else None
+    command = "python -m ecmlib workbook " + " ".join(sys.argv[1:] if argv is None else argv)
+    try:
+        summary = run_workbook(args.notebooks_dir, args.out, only, args.quick,
+                               args.timeout, args.jobs, args.figures_dir, command.strip())
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    rows = [{"notebook": e["notebook"], "status": e["status"], "wall_s": f"{e['wall_s']:.1f}",
+             "detail": "" if e["status"] == "ok" else _describe(e).splitlines()[0]}
+            for e in summary["notebooks"]]
+    print()
+    print(_table(rows, ["notebook", "status", "wall_s", "detail"]))
+    print(f"\ntotal wall time {summary['total_wall_s']:.1f} s; executed notebooks and "
+          f"outputs in {summary['out_dir']}")
+    if summary["failed"]:
+        print(f"{len(summary['failed'])} of {len(rows)} notebook(s) failed: "
+              f"{', '.join(summary['failed'])}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# ------------------------------------------------------------------ grids
+
+
+def expand_grid(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """The Cartesian product of a parameter grid, first parameter varying slowest."""
+    if not isinstance(grid, Mapping) or not grid:
+        raise ValueError("grid must be a non-empty mapping of parameter name -> list of values")
+    for name, values in grid.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+            raise ValueError(f"grid[{name!r}] must be a list of values, got {values!r}")
+        if len(values) == 0:
+            raise ValueError(f"grid[{name!r}] is empty")
+        if len(set(map(repr, values))) != len(values):
+            raise ValueError(f"grid[{name!r}] repeats a value: {list(values)!r}")
+    names = list(grid)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(grid[n] for n in names))]
+
+
+def _value_token(value: Any) -> str:
+    # Folder names must survive every filesystem: keep a conservative alphabet.
+    return re.sub(r"[^A-Za-z0-9._+\-]", "_", str(value))
+
+
+def setting_dirname(params: Mapping[str, Any], seed_key: str = SEED_KEY) -> str:
+    """``p1=v1__p2=v2__seed=s``: the folder of one run (the seed last, others in order)."""
+    keys = [k for k in params if k != seed_key] + ([seed_key] if seed_key in params else [])
+    return "__".join(f"{_value_token(k)}={_value_token(params[k])}" for k in keys)
+
+
+def _cores() -> int:
+    """Cores this process may use (the affinity mask, where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _default_jobs(n_tasks: int) -> int:
+    return max(1, min(_cores(), n_tasks))
+
+
+def _mp_context():
+    # "spawn": workers start clean, never inheriting a kernel's threads (ZMQ, torch) through
+    # fork, which can deadlock.
+    import multiprocessing
+    return multiprocessing.get_context("spawn")
+
+
+def _limit_threads(threads: int) -> None:
+    """Worker initialiser: share the cores between jobs instead of oversubscribing them."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)
+
+
+def _call_grid_point(fn: Callable[..., Mapping[str, Any]], params: dict[str, Any],
+                     threads: int | None) -> dict[str, Any]:
+    if threads is not None and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+    metrics = fn(**params)
+    if not isinstance(metrics, Mapping):
+        raise TypeError(f"{getattr(fn, '__name__', fn)} must return a dict of metrics, "
+                        f"got {type(metrics).__name__}")
+    return dict(metrics)
+
+
+def run_grid(fn: Callable[..., Mapping[str, Any]], grid: Mapping[str, Sequence[Any]],
+             jobs: int | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """Call ``fn(**params)`` for every point of ``grid``; return ``params | metrics`` per point.
+
+    ``jobs`` processes (default: min(cores, grid size)); ``jobs=1`` runs in this process,
+    so any function works. With more jobs ``fn`` must be importable by worker processes
+    (defined in a module such as ``ecmlib``, not in a notebook). Records come back in grid
+    order; if any point raises, the others still finish and a RuntimeError lists failures.
+    """
+    points = expand_grid(grid)
+    jobs = _default_jobs(len(points)) if jobs is None else int(jobs)
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if jobs > 1 and getattr(fn, "__module__", None) == "__main__":
+        raise ValueError(f"{getattr(fn, '__name__', fn)} is defined in __main__ (a notebook or "
+                         f"script), which worker processes cannot import: move it into a "
+                         f"module (e.g. ecmlib) or use jobs=1")
+    results: list[dict | None] = [None] * len(points)
+    failures: list[str] = []
+
+    def keep(i: int, metrics: Mapping[str, Any]) -> None:
+        clash = set(metrics) & set(points[i])
+        if clash:
+            raise ValueError(f"metric name(s) {sorted(clash)} clash with grid parameters")
+        results[i] = {**points[i], **metrics}
+
+    with tqdm(total=len(points), desc="grid", unit="run", disable=not progress) as bar:
+        if jobs == 1:
+            for i, params in enumerate(points):
+                try:
+                    keep(i, _call_grid_point(fn, params, None))
+                except Exception as err:  # noqa: BLE001 - collected and raised below
+                    failures.append(f"{params}: {type(err).__name__}: {err}")
+                bar.update(1)
+        else:
+            threads = max(1, _cores() // jobs)
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=_mp_context(),
+                                     initializer=_limit_threads, initargs=(threads,)) as pool:
+                futures = {pool.submit(_call_grid_point, fn, p, threads): i
+                           for i, p in enumerate(points)}
+                for fut in as_completed(futures):
+                    i = futures[fut]
+                    try:
+                        keep(i, fut.result())
+                    except Exception as err:  # noqa: BLE001 - collected and raised below
+                        failures.append(f"{points[i]}: {type(err).__name__}: {err}")
+                    bar.update(1)
+    if failures:
+        raise RuntimeError(f"{len(failures)} of {len(points)} grid point(s) failed:\n  "
+                           + "\n  ".join(failures))
+    return [r for r in results if r is not None]
+
+
+# ------------------------------------------------------------------ aggregation
+
+
+def _is_number(value: Any) -> bool:
+    # numbers.Real takes numpy scalars too; bool is an int, but a flag is no metric to average.
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _flatten(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"mAP": {"0.5": 0.3}}`` -> ``{"mAP.0.5": 0.3}`` (lists are left out)."""
+    flat: dict[str, Any] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{name}."))
+        elif not isinstance(value, (list, tuple)):
+            flat[name] = value
+    return flat
+
+
+def aggregate(records: Sequence[Mapping[str, Any]], group_keys: Sequence[str],
+              seed_key: str = SEED_KEY, metrics: Sequence[str] | None = None) -> pd.DataFrame:
+    """Mean, std (ddof=1) and count of every numeric metric per setting, over seeds.
+
+    One row per distinct combination of ``group_keys`` (in first-seen order) with columns
+    ``*group_keys, n, seeds, <m>_mean, <m>_std, <m>_n``. Numeric metrics are the other keys
+    whose values are numbers (not bools; numpy scalars count, tensors need ``.item()``);
+    ``metrics`` picks a subset. Missing values (NaN,
+    None) are left out of that metric's statistics and its ``<m>_n``.
+    """
+    if not records:
+        raise ValueError("no records to aggregate")
+    group_keys = list(group_keys)
+    df = pd.DataFrame([dict(r) for r in records])
+    missing = [k for k in group_keys if k not in df.columns]
+    if missing:
+        raise ValueError(f"group key(s) {missing} not in the records (keys: {list(df.columns)})")
+    skip = set(group_keys) | {seed_key}
+    numeric = [c for c in df.columns if c not in skip
+               and df[c].map(lambda v: _is_number(v) or v is None).all()
+               and df[c].map(_is_number).any()]
+    if metrics is not None:
+        unknown = [m for m in metrics if m not in numeric]
+        if unknown:
+            raise ValueError(f"metric(s) {unknown} not found among the numeric metrics: "
+                             f"{', '.join(numeric) or '(none)'}")
+        numeric = list(metrics)
+    if not numeric:
+        raise ValueError(f"no numeric metrics in the records (keys: {list(df.columns)})")
+    values = df[numeric].apply(pd.to_numeric, errors="coerce").astype(float)
+
+    # A constant key column stands in when nothing but the seed varies.
+    keys = group_keys or ["__all__"]
+    frame = pd.concat([df[group_keys].astype(object), values], axis=1)
+    frame["__all__"] = 0
+    if seed_key in df.columns:
+        frame["__seed__"] = df[seed_key]
+    rows = []
+    for key, group in frame.groupby(keys, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        row: dict[str, Any] = dict(zip(group_keys, key[:len(group_keys)]))
+        row["n"] = len(group)
+        if "__seed__" in group:
+            row["seeds"] = ",".join(str(s) for s in group["__seed__"])
+        for m in numeric:
+            col = group[m].dropna()
+            row[f"{m}_mean"] = col.mean() if len(col) else math.nan
+            row[f"{m}_std"] = col.std(ddof=1) if len(col) > 1 else math.nan
+            row[f"{m}_n"] = len(col)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _fmt(value: Any, precision: int) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.{precision}g}"
+    return str(value)
+
+
+def to_markdown(df: pd.DataFrame, precision: int = 4) -> str:
+    """A GitHub markdown table of ``df``; ``m_mean``/``m_std`` pairs become ``mean ± std``.
+
+    ``m_n`` columns are dropped, and noted as ``(n=k)`` in a cell only where fewer runs than
+    the row's ``n`` reported the metric. Floats get ``precision`` significant digits.
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"to_markdown expects a pandas DataFrame, got {type(df).__name__}")
+    if not isinstance(df.index, pd.RangeIndex):
+        df = df.reset_index()
+    pairs = {c[:-5] for c in df.columns if isinstance(c, str) and c.endswith("_mean")
+             and f"{c[:-5]}_std" in df.columns}
+    header: list[str] = []
+    cells: list[list[str]] = [[] for _ in range(len(df))]
+    for col in df.columns:
+        name = str(col)
+        if name.endswith("_std") and name[:-4] in pairs:
+            continue
+        if name.endswith("_n") and name[:-2] in pairs:
+            continue
+        if name.endswith("_mean") and name[:-5] in pairs:
+            m = name[:-5]
+            header.append(m)
+            for i, (_, row) in enumerate(df.iterrows()):
+                text = _fmt(row[f"{m}_mean"], precision)
+                std = _fmt(row[f"{m}_std"], precision)
+                if text and std:
+                    text = f"{text} ± {std}"
+                if f"{m}_n" in df.columns and "n" in df.columns and row[f"{m}_n"] != row["n"]:
+                    text = f"{text} (n={row[f'{m}_n']})".strip()
+                cells[i].append(text)
+            continue
+        header.append(name)
+        for i, value in enumerate(df[col].tolist()):
+            cells[i].append(_fmt(value, precision))
+
+    def esc(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    header = [esc(h) for h in header]
+    cells = [[esc(c) for c in row] for row in cells]
+    widths = [max([len(h), 3] + [len(r[j]) for r in cells]) for j, h in enumerate(header)]
+    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
+             "| " + " | ".join("-" * w for w in widths) + " |"]
+    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ papermill sweeps
+
+
+def _sweep_job(job: dict) -> dict:
+    """Worker: execute one setting of a sweep and read back the ``metrics.json`` it wrote."""
+    record = _execute(job["input"], job["output"], job["parameters"], job["cwd"], job["timeout"])
+    metrics_path = Path(job["run_dir"]) / "metrics.json"
+    record["metrics"] = {}
+    if record["status"] == "ok":
+        try:
+            metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+            if not isinstance(metrics, dict):
+                raise ValueError("metrics.json does not hold a JSON object")
+            record["metrics"] = _flatten(metrics)
+        except FileNotFoundError:
+            record["status"] = "error"
+            record["error"] = {"ename": "FileNotFoundError", "evalue":
+                               "the notebook wrote no metrics.json into its out_dir"}
+        except ValueError as err:
+            record["status"] = "error"
+            record["error"] = {"ename": type(err).__name__, "evalue": f"metrics.json: {err}"}
+    return record
+
+
+def _execute_sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]],
+                   out_dir: str | Path | None = None, jobs: int | None = None,
+                   quick: bool = False, timeout: float | None = DEFAULT_TIMEOUT_S,
+                   metrics: Sequence[str] | None = None, command: str | None = None,
+                   ) -> tuple[list[dict], pd.DataFrame | None, Path]:
+    """Run a papermill sweep; return (per-run records, aggregate or None, out folder)."""
+    notebook = Path(notebook)
+    declared = notebook_parameters(notebook)
+    _check_parameter_names(notebook, list(grid), declared)
+    if "out_dir" not in declared:
+        raise ValueError(f"{notebook.name}: has no 'out_dir' parameter, so runs cannot write "
+                         f"their metrics.json where the sweep reads them")
+    reserved = {"out_dir", "figures_dir"} & set(grid)
+    if reserved:
+        raise ValueError(f"{', '.join(sorted(reserved))} is set by the sweep for each run")
+    if quick and "quick" in grid:
+        raise ValueError("give either --quick or -p quick ..., not both")
+    if quick and "quick" not in declared:
+        raise ValueError(f"{notebook.name}: --quick given but the notebook has no 'quick' parameter")
+    points = expand_grid(grid)
+    names = [setting_dirname(p) for p in points]
+    if len(set(names)) != len(names):
+        raise ValueError("two settings map to the same folder name; use values that differ "
+                         "in letters, digits or . _ + -")
+    jobs = _default_jobs(len(points)) if jobs is None else int(jobs)
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    out_path = _out_dir(out_dir, f"sweep-{notebook.stem}-")
+
+    job_list = []
+    for params, name in zip(points, names):
+        run_dir = out_path / name
+        run_dir.mkdir()
+        nb_params = {**params, "out_dir": str(run_dir)}
+        if "figures_dir" in declared:
+            # Runs side by side must not overwrite each other's (or the repo's) figures.
+            nb_params["figures_dir"] = str(run_dir / "figures")
+        if quick:
+            nb_params["quick"] = True
+        job_list.append({"params": params, "name": name, "run_dir": str(run_dir),
+                         "input": str(notebook.resolve()), "output": str(run_dir / notebook.name),
+                         "parameters": nb_params, "cwd": str(notebook.parent.resolve()),
+                         "timeout": timeout})
+
+    records: list[dict | None] = [None] * len(job_list)
+    start = time.perf_counter()
+    with tqdm(total=len(job_list), desc=f"sweep {notebook.stem}", unit="run") as bar:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=_mp_context(),
+                                 initializer=_limit_threads,
+                                 initargs=(max(1, _cores() // jobs),)) as pool:
+            futures = {pool.submit(_sweep_job, job): i for i, job in enumerate(job_list)}
+            for fut in as_completed(futures):
+                i = futures[fut]
+                job = job_list[i]
+                result = fut.result()
+                clash = set(result["metrics"]) & set(job["params"])
+                if clash:
+                    raise ValueError(f"metric name(s) {sorted(clash)} clash with sweep parameters")
+                records[i] = {**job["params"], **result["metrics"], "status": result["status"],
+                              "wall_s": result["wall_s"], "run_dir": job["name"],
+                              "error": _describe(result) if result["status"] != "ok" else ""}
+                bar.update(1)
+                tqdm.write(f"{job['name']}: {_describe(result)} ({result['wall_s']:.1f} s)")
+    done = [r for r in records if r is not None]
+
+    runs = pd.DataFrame(done)
+    atomic_write_text(out_path / "runs.csv", runs.to_csv(index=False))
+    ok = [r for r in done if r["status"] == "ok"]
+    group_keys = [k for k in grid if k != SEED_KEY]
+    table = None
+    if ok:
+        strip = ("status", "wall_s", "run_dir", "error")
+        table = aggregate([{k: v for k, v in r.items() if k not in strip} for r in ok],
+                          group_keys, SEED_KEY, metrics)
+        atomic_write_text(out_path / "sweep.csv", table.to_csv(index=False))
+        failed_note = "" if len(ok) == len(done) else (
+            f"\n{len(done) - len(ok)} of {len(done)} runs failed and are left out (runs.csv).\n")
+        atomic_write_text(out_path / "sweep.md",
+                          f"Sweep of `{notebook.name}` (mean ± std over seeds, ddof=1; "
+                          f"n = runs per setting)\n\n{to_markdown(table)}{failed_note}")
+    atomic_write_json(out_path / "sweep.json", {
+        "command": command, "notebook": str(notebook), "grid": {k: list(v) for k, v in grid.items()},
+        "quick": quick, "jobs": jobs, "timeout_per_cell_s": timeout,
+        "metrics": list(metrics) if metrics else None,
+        "total_wall_s": round(time.perf_counter() - start, 2),
+        "failed": [r["run_dir"] for r in done if r["status"] != "ok"],
+        "environment": _environment()})
+    return done, table, out_path
+
+
+def run_sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]],
+              out_dir: str | Path | None = None, jobs: int | None = None, quick: bool = False,
+              timeout: float | None = DEFAULT_TIMEOUT_S,
+              metrics: Sequence[str] | None = None) -> pd.DataFrame:
+    """Run ``notebook`` over the Cartesian ``grid`` with papermill; return the aggregate.
+
+    Writes ``runs.csv``, ``sweep.csv``, ``sweep.md`` and ``sweep.json`` into ``out_dir``
+    (new or empty; default ``runs/sweep-<name>-<timestamp>``). Raises RuntimeError, after
+    writing those files, if any run failed.
+    """
+    records, table, out_path = _execute_sweep(notebook, grid, out_dir, jobs, quick, timeout, metrics)
+    failed = [r for r in records if r["status"] != "ok"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(records)} runs failed (see {out_path}/runs.csv):\n  "
+                           + "\n  ".join(f"{r['run_dir']}: {r['error']}" for r in failed))
+    assert table is not None
+    return table
+
+
+class _ParamAction(argparse.Action):
+    """``-p NAME V1 V2 ...`` repeated: collect an ordered dict of parsed values."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        grid = getattr(namespace, self.dest) or {}
+        name, raw = values[0], values[1:]
+        if not raw:
+            parser.error(f"{option_string} {name}: give at least one value")
+        if name in grid:
+            parser.error(f"{option_string} {name} given twice; list all its values once")
+        grid[name] = [parse_value(v) for v in raw]
+        setattr(namespace, self.dest, grid)
+
+
+def _sweep_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m ecmlib sweep",
+        description="Run a notebook over the full grid of parameter values with papermill, in "
+                    "parallel; each run writes metrics.json into its out_dir; the sweep writes "
+                    "runs.csv, sweep.csv (wide: <metric>_mean/_std/_n per setting), sweep.md.")
+    p.add_argument("notebook", help="the notebook to run (its parameters cell names the knobs)")
+    p.add_argument("-p", "--parameter", dest="grid", nargs="+", action=_ParamAction,
+                   metavar=("NAME", "VALUE"), help="a parameter and its values, e.g. -p seed 0 1 2")
+    p.add_argument("--jobs", type=int, help="parallel runs (default: min(cores, grid size))")
+    p.add_argument("--out", help="output folder, new or empty (default: runs/sweep-<name>-<timestamp>)")
+    p.add_argument("--quick", action="store_true", help="pass quick=True to every run")
+    p.add_argument("--metric", nargs="+", help="aggregate only these metrics (default: all numeric)")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                   help=f"seconds per cell (default {DEFAULT_TIMEOUT_S})")
+    return p
+
+
+def sweep_main(argv: list[str] | None = None) -> int:
+    """``python -m ecmlib sweep``: 0 if every run worked, 1 if one failed, 2 on bad usage."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _sweep_parser().parse_args(argv)
+    if not args.grid:
+        print("error: give at least one -p NAME VALUE ... (e.g. -p seed 0 1 2)", file=sys.stderr)
+        return 2
+    try:
+        records, table, out_path = _execute_sweep(
+            args.notebook, args.grid, args.out, args.jobs, args.quick, args.timeout,
+            args.metric, "python -m ecmlib sweep " + " ".join(argv))
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if table is not None:
+        print()
+        print(to_markdown(table))
+    failed = [r for r in records if r["status"] != "ok"]
+    print(f"{len(records)} runs, {len(failed)} failed; results in {out_path}")
+    for r in failed:
+        print(f"  {r['run_dir']}: {r['error']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+# ------------------------------------------------------------------ hygiene
+
+
+def has_outputs(path: str | Path) -> bool:
+    """Whether a notebook holds outputs, execution counts or papermill run metadata."""
+    import nbformat
+    nb = nbformat.read(Path(path), as_version=4)
+    if "papermill" in nb.metadata:
+        return True
+    for cell in nb.cells:
+        if "papermill" in cell.get("metadata", {}) or "execution" in cell.get("metadata", {}):
+            return True
+        if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count")):
+            return True
+    return False
+
+
+def strip_outputs(path: str | Path) -> bool:
+    """Remove outputs, execution counts and run metadata in place (tags kept); True if changed."""
+    import nbformat
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    if not has_outputs(path):
+        return False
+    nb.metadata.pop("papermill", None)
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+    atomic_write_text(path, nbformat.writes(nb) + "\n")
+    return True
