@@ -9,8 +9,7 @@ Read top to bottom:
    post-stream's aggregation weights.
 5. Post-classification stream: the *raw* input features are summed with the weights ``a``
    over three interleaved groups of snippets (t mod 3), the three group vectors run through
-   the same trunk as a length-3 sequence, and the shared classifier scores them. (The sums
-   are taken after the trunk's first, linear, convolution taps; see ``Trunk``.)
+   the same trunk as a length-3 sequence, and the shared classifier scores them.
 6. Background stream (training only): for every (video, label class) pair the features are
    re-weighted by the background weight ``1 - a`` of that class and scored as in step 5;
    ``score_agg`` = softmax over [s_post, s_bg].
@@ -75,12 +74,12 @@ class ModelConfig:
 class Trunk(nn.Module):
     """f: Conv1d(D->H, k3) -> LeakyReLU -> Conv1d(H->H, k3) -> LeakyReLU -> Dropout.
 
-    ``conv_1`` is applied through its three taps: ``taps(x)`` projects every snippet with
-    each kernel tap (one matmul, [N, 3, H, T]) and ``from_taps`` adds the shifted taps and
-    the bias, which is exactly the k=3, padding=1 convolution. The split exists because
-    conv_1 is linear: the post and background streams aggregate the *projected* snippets
-    instead of the raw D-wide features, so their trunk passes skip conv_1 entirely (the
-    same numbers up to float rounding, a large saving when D >> H).
+    ``forward`` runs the convolutions on long [N, D, T] sequences. ``forward_rows`` runs
+    the same layers on many *short*, channels-last sequences (the post and background
+    streams score B*C + P*C sequences of length G = 3): each convolution becomes one large
+    matmul with its three kernel taps side by side plus a shifted sum of the taps, which
+    is far faster than a convolution kernel on such short inputs and gives the same
+    numbers up to float rounding.
     """
 
     def __init__(self, feat_dim: int, hidden_dim: int, dropout: float) -> None:
@@ -89,50 +88,55 @@ class Trunk(nn.Module):
         self.conv_2 = nn.Conv1d(hidden_dim, hidden_dim, kernel_size=3, padding=1)
         self.dropout = nn.Dropout(dropout)
 
-    def taps(self, x: torch.Tensor) -> torch.Tensor:
-        """z[n, k] = W1[:, :, k] @ x[n]: [N, D, T] -> [N, 3, H, T]."""
-        n, _, t = x.shape
-        h, d, k = self.conv_1.weight.shape
-        w = self.conv_1.weight.permute(2, 0, 1).reshape(k * h, d)   # [3H, D]
-        return torch.matmul(w, x).view(n, k, h, t)
-
-    def from_taps(self, z: torch.Tensor) -> torch.Tensor:
-        """Finish the trunk from tap projections: [N, 3, H, L] -> [N, H, L]."""
-        # conv_1 output at l = b + z0[l-1] + z1[l] + z2[l+1], zero outside the sequence.
-        y = z[:, 1] + F.pad(z[:, 0, :, :-1], (1, 0)) + F.pad(z[:, 2, :, 1:], (0, 1))
-        y = F.leaky_relu(y + self.conv_1.bias[:, None], 0.01)
-        y = F.leaky_relu(self.conv_2(y), 0.01)
-        return self.dropout(y)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: [N, D, T] -> [N, H, T]
-        return self.from_taps(self.taps(x))
+        x = F.leaky_relu(self.conv_1(x), 0.01)
+        x = F.leaky_relu(self.conv_2(x), 0.01)
+        return self.dropout(x)
 
-    def short_from_taps(self, z: torch.Tensor) -> torch.Tensor:
-        """The trunk on many short sequences, channels last: [M, L, 3, H] taps -> [M, L, H].
-
-        The post and background streams run the trunk on B*C (and P*C) sequences of
-        length G = 3. A convolution kernel is slow on such sequences, so both layers are
-        written as one matmul over all positions plus shifted sums of the three taps.
-        """
-        y = _sum_taps_rows(z) + self.conv_1.bias
-        y = F.leaky_relu(y, 0.01)
-        h, hin, k = self.conv_2.weight.shape
-        z2 = torch.matmul(y, self.conv_2.weight.permute(1, 2, 0).reshape(hin, k * h))
-        y = _sum_taps_rows(z2.view(*y.shape[:2], k, h)) + self.conv_2.bias
-        return self.dropout(F.leaky_relu(y, 0.01))
+    def forward_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """The trunk on channels-last sequences along dim 1: [N, L, *, D] -> [N, L, *, H]."""
+        y = F.leaky_relu(_conv3_rows(rows, self.conv_1), 0.01)
+        y = F.leaky_relu(_conv3_rows(y, self.conv_2), 0.01)
+        return self.dropout(y)
 
 
-def _sum_taps_rows(z: torch.Tensor) -> torch.Tensor:
-    """k=3, padding=1 convolution output from per-tap projections, channels last.
+def _conv3_rows(rows: torch.Tensor, conv: nn.Conv1d) -> torch.Tensor:
+    """A k=3, padding=1 Conv1d applied along dim 1 of channels-last rows [N, L, *, C_in]."""
+    c_out, c_in, k = conv.weight.shape
+    taps = torch.matmul(rows, conv.weight.permute(1, 2, 0).reshape(c_in, k * c_out))
+    return _sum_taps(taps.view(*rows.shape[:-1], k, c_out)) + conv.bias
 
-    z: [M, L, 3, H] with z[m, l, k] = W[:, :, k] @ input[m, l] -> [M, L, H] where
-    out[l] = z[l-1, 0] + z[l, 1] + z[l+1, 2] (zero outside the sequence).
+
+class _SumTaps(torch.autograd.Function):
+    """out[l] = z[l-1, tap 0] + z[l, tap 1] + z[l+1, tap 2] along dim 1 (zero outside).
+
+    z: [N, L, *, 3, H] -> [N, L, *, H]. Written as an autograd Function because slicing
+    the taps in autograd allocates and zero-fills a full-size gradient per slice; here the
+    backward writes each tap's gradient once.
     """
-    out = z[:, :, 1].clone()
-    out[:, 1:] += z[:, :-1, 0]
-    out[:, :-1] += z[:, 1:, 2]
-    return out
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        out = z[..., 1, :].clone()
+        out[:, 1:] += z[:, :-1, ..., 0, :]
+        out[:, :-1] += z[:, 1:, ..., 2, :]
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        gz = grad.new_empty(*grad.shape[:-1], 3, grad.shape[-1])
+        gz[..., 1, :] = grad
+        gz[:, :-1, ..., 0, :] = grad[:, 1:]
+        gz[:, -1:, ..., 0, :] = 0
+        gz[:, 1:, ..., 2, :] = grad[:, :-1]
+        gz[:, :1, ..., 2, :] = 0
+        return gz
+
+
+def _sum_taps(z: torch.Tensor) -> torch.Tensor:
+    """k=3, padding=1 convolution from per-tap projections z [N, L, *, 3, H] -> [N, L, *, H]."""
+    return _SumTaps.apply(z)
 
 
 class Classifier(nn.Module):
@@ -201,66 +205,67 @@ class ECMNet(nn.Module):
             return self.attention_module(h)
         return torch.sigmoid(cas)
 
-    def aggregate(self, z: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Group sums F[n, c, g] = sum_{t = g mod G} weights[n, c, t] z[n, :, t].
+    def aggregate(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Group sums F[n, g, c] = sum_{t = g mod G} weights[n, c, t] x[n, :, t].
 
-        z: [N, K, T] (the snippets' tap projections, K = 3H), weights: [N, C, T]
-        -> [N, C, G, K]. Time is folded into (T/G, G) so each group is one batched matmul
-        over its own snippets (no multiplications by the zeros of a group mask).
+        x: [N, D, T] raw features, weights: [N, C', T] -> [N, G, C', D] (channels last,
+        the groups as a length-G sequence along dim 1). Time is folded into (T/G, G) so
+        each group is one batched matmul over its own snippets.
         """
-        n, k, t = z.shape
+        n, d, t = x.shape
         c, g = weights.shape[1], self.cfg.groups
         pad = (-t) % g                                            # zero snippets fill the last group
         if pad:
-            z, weights = F.pad(z, (0, pad)), F.pad(weights, (0, pad))
+            x, weights = F.pad(x, (0, pad)), F.pad(weights, (0, pad))
         s = (t + pad) // g
-        zg = z.view(n, k, s, g).permute(0, 3, 1, 2).reshape(n * g, k, s)       # [N*G, K, T/G]
-        wg = weights.reshape(n, c, s, g).permute(0, 3, 2, 1).reshape(n * g, s, c)  # [N*G, T/G, C]
-        return torch.bmm(zg, wg).view(n, g, k, c).permute(0, 3, 1, 2)          # [N, C, G, K]
+        xg = x.reshape(n, d, s, g).permute(0, 3, 2, 1)            # [N, G, T/G, D]
+        wg = weights.reshape(n, c, s, g).permute(0, 3, 1, 2)      # [N, G, C', T/G]
+        return torch.matmul(wg, xg)                               # [N, G, C', D]
 
     def score_groups(self, grouped: torch.Tensor) -> torch.Tensor:
-        """Score aggregated taps [M, C, G, 3H] with class c's own classifier row -> [M, C]."""
-        m, c, g, k = grouped.shape
-        hid = self.cfg.hidden_dim
-        h = self.base_module.short_from_taps(grouped.reshape(m * c, g, k // hid, hid))  # [M*C, G, H]
-        w = self.classifier_module.conv.weight[:, :, 0]                        # [C, H]
-        return torch.einsum("mcgh,ch->mc", h.view(m, c, g, hid), w) / g
+        """Score aggregated features [N, G, *, C, D] with class c's own classifier row -> [N, *, C]."""
+        h = self.base_module.forward_rows(grouped)                # [N, G, *, C, H]
+        w = self.classifier_module.conv.weight[:, :, 0]           # [C, H]
+        return (h * w).sum(-1).mean(1)                            # mean over the G groups
 
-    def post_scores(self, z: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """s_post [B, C] from the snippets' tap projections z [B, 3, H, T] and a [B, C, T]."""
-        return self.score_groups(self.aggregate(z.flatten(1, 2), weights))
+    def post_scores(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """s_post [B, C] from the raw features x [B, D, T] and weights a [B, C, T]."""
+        return self.score_groups(self.aggregate(x, weights))
 
-    def post_and_background_scores(self, z: torch.Tensor, weights: torch.Tensor,
+    def post_and_background_scores(self, x: torch.Tensor, weights: torch.Tensor,
                                    labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(s_post [B, C], s_bg [B, C]) in one pass over every (video, label class) pair.
 
         Background stream, pair (b, c): x_bg = x[b] * (1 - a[b, c]) is aggregated with the
         action weights of all C classes and scored -> u [C]. s_bg[b] averages u over b's
         label classes, except that entry c of s_bg[b] is u^(c)[c] of that class's own pair.
-        Aggregating x[b] * bg with a[b] equals aggregating x[b] with a[b] * bg, so each video
-        contributes 1 + (its label count) weight sets to a single batched matmul: slot 0 holds
-        the post stream's weights, slot l the background weights of its l-th label class.
+        Aggregating x[b] * bg with a[b] equals aggregating x[b] with a[b] * bg, so every
+        video contributes 1 + L weight sets to one batched matmul (L = the batch's largest
+        label count): slot 0 holds the post stream's weights, slot l the background weights
+        of the video's l-th label class; only real pairs are then scored.
         """
         b, c, t = weights.shape
-        counts = labels.gt(0).sum(dim=1)                            # [B] label classes per video
+        is_label = labels > 0
+        counts = is_label.sum(dim=1)                              # [B] label classes per video
         if int(counts.min()) == 0:
             raise ValueError("background stream: a video in the batch has an empty label")
         slots = int(counts.max())
-        # label_idx[b, l]: the l-th label class of video b (padding repeats the last one).
-        order = torch.argsort(labels.gt(0).to(torch.int8), dim=1, descending=True, stable=True)
-        label_idx = order[:, :slots]                               # [B, L]
+        # label_idx[b, l]: the l-th label class of video b (label classes sort first).
+        order = torch.argsort(is_label.to(torch.int8), dim=1, descending=True, stable=True)
+        label_idx = order[:, :slots]                              # [B, L]
         valid = torch.arange(slots, device=labels.device) < counts[:, None]   # [B, L]
         bg = 1.0 - torch.gather(weights, 1, label_idx[:, :, None].expand(b, slots, t))  # [B, L, T]
         w_all = torch.cat([weights[:, None], weights[:, None] * bg[:, :, None]], dim=1)  # [B, 1+L, C, T]
-        f = self.aggregate(z.flatten(1, 2), w_all.view(b, (1 + slots) * c, t))
-        f = f.view(b, 1 + slots, c, *f.shape[2:])                  # [B, 1+L, C, G, K]
-        s_post = self.score_groups(f[:, 0])                        # [B, C]
-        u = self.score_groups(f[:, 1:][valid])                     # [P, C], pairs in (b, l) order
-        pb = valid.nonzero(as_tuple=True)[0]
-        pc = label_idx[valid]
-        s_bg = torch.zeros(b, c, dtype=u.dtype, device=u.device).index_add(0, pb, u)
-        s_bg = s_bg / counts[:, None].to(u.dtype)                  # mean over label classes
-        own = u[torch.arange(pb.numel(), device=u.device), pc]    # u^(c)[c]
+        f = self.aggregate(x, w_all.view(b, (1 + slots) * c, t))
+        f = f.view(b, f.shape[1], 1 + slots, c, -1)               # [B, G, 1+L, C, D]
+        pb, pl = valid.nonzero(as_tuple=True)                     # the P real pairs
+        rows = torch.cat([f[:, :, 0], f[pb, :, pl + 1]])          # [B + P, G, C, D]
+        scores = self.score_groups(rows)                          # [B + P, C]
+        s_post, u = scores[:b], scores[b:]                        # u: [P, C]
+        pc = label_idx[pb, pl]
+        s_bg = torch.zeros_like(s_post).index_add(0, pb, u)
+        s_bg = s_bg / counts[:, None].to(u.dtype)                 # mean over label classes
+        own = u[torch.arange(pb.numel(), device=u.device), pc]   # u^(c)[c]
         return s_post, s_bg.index_put((pb, pc), own)
 
     # -- forward ----------------------------------------------------------------------
@@ -275,9 +280,7 @@ class ECMNet(nn.Module):
         """
         if x.dim() != 3 or x.shape[1] != self.cfg.feat_dim:
             raise ValueError(f"features must be [B, {self.cfg.feat_dim}, T], got {tuple(x.shape)}")
-        z = self.base_module.taps(x)                              # [B, 3, H, T]
-        h = self.base_module.from_taps(z)                         # [B, H, T]
-        cas = self.classifier_module(h)                           # [B, C, T]
+        h, cas = self.cas(x)                                      # [B, H, T], [B, C, T]
         out: dict[str, torch.Tensor] = {"cas": cas}
         s_pre = self.pre_scores(cas)                              # [B, C]
         if labels is None:
@@ -289,11 +292,11 @@ class ECMNet(nn.Module):
         a = self.aggregation_weights(h, cas)                      # [B, C, T]
         out["aggregation_weights"] = a
         if background:
-            out["post_scores"], s_bg = self.post_and_background_scores(z, a, labels)
+            out["post_scores"], s_bg = self.post_and_background_scores(x, a, labels)
             out["background_scores"] = s_bg
             out["score_agg"] = torch.softmax(torch.cat([out["post_scores"], s_bg], dim=1), dim=1)
         else:
-            out["post_scores"] = self.post_scores(z, a)
+            out["post_scores"] = self.post_scores(x, a)
         return out
 
     @torch.no_grad()

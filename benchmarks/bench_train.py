@@ -1,0 +1,132 @@
+"""Training-runner speed, measured side by side in one run.
+
+CPU (always):
+  1. one epoch of ECM on ``thumos14-mini`` (all streams, all losses) over the same epoch
+     of the pure trunk+classifier forward/backward (pre stream only)  -> target <= 1.6x;
+  2. the whole mini protocol (the preset's epochs, evaluation every ``eval_every``)
+     -> target <= 5 min on a 2-core CPU; prints its length, wall time, the epoch where
+     mAP@0.5 first rises above 0 and the best mAP.
+GPU (only when CUDA is present; prints which card):
+  ``thumos14-full``, batch 16, hidden 2048: one training epoch (target <= 0.3 s on an H100),
+  evaluation of the 210 test videos (<= 1 s), the 150-epoch protocol with per-epoch
+  evaluation (<= 90 s) and peak GPU memory (<= 6 GiB).
+
+Usage: python benchmarks/bench_train.py [--skip-protocol] [--epochs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+from ecmlib.losses import compute_losses, loss_pre
+from ecmlib.model import ECMNet
+from ecmlib.train import evaluate_model, load_data, make_config, train
+
+
+def _epoch(model: ECMNet, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+           batch: int, full: bool, cfg) -> float:
+    """Wall time of one pass over the training split (ECM step or trunk-only step)."""
+    t0 = time.perf_counter()
+    perm = torch.randperm(x.shape[0], device=x.device)
+    for i in range(0, len(perm), batch):
+        idx = perm[i:i + batch]
+        xb, yb = x[idx], y[idx]
+        if full:
+            loss = compute_losses(model(xb, yb), yb, cfg.loss)["loss_total"]
+        else:
+            _, cas = model.cas(xb)
+            loss = loss_pre(model.pre_scores(cas), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def epoch_ratio(cfg, data, repeats: int = 3) -> tuple[float, float]:
+    """(ECM epoch, trunk epoch) medians, measured alternately on the same data."""
+    torch.manual_seed(0)
+    device = torch.device("cuda" if cfg.train.device != "cpu" and torch.cuda.is_available() else "cpu")
+    model = ECMNet(cfg.model).to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    x = torch.from_numpy(data[0].features).to(device)
+    y = torch.from_numpy(data[0].labels).to(device)
+    _epoch(model, opt, x, y, cfg.train.batch_size, True, cfg)          # warm-up
+    ecm, trunk = [], []
+    for _ in range(repeats):
+        trunk.append(_epoch(model, opt, x, y, cfg.train.batch_size, False, cfg))
+        ecm.append(_epoch(model, opt, x, y, cfg.train.batch_size, True, cfg))
+    return sorted(ecm)[repeats // 2], sorted(trunk)[repeats // 2]
+
+
+def cpu_part(skip_protocol: bool, epochs: int | None) -> bool:
+    cfg = make_config("THUMOS14", synthetic="thumos14-mini", epochs=epochs,
+                      overrides=["train.device=cpu"])
+    t0 = time.perf_counter()
+    data = load_data(cfg)
+    print(f"thumos14-mini: {len(data[0])} train / {len(data[1])} test videos, "
+          f"D={cfg.model.feat_dim} T={cfg.model.num_snippets} H={cfg.model.hidden_dim}, "
+          f"generated in {time.perf_counter() - t0:.1f} s, {torch.get_num_threads()} CPU threads")
+    ecm, trunk = epoch_ratio(cfg, data)
+    ratio = ecm / trunk
+    print(f"(1) epoch: trunk+classifier {trunk:.2f} s, ECM {ecm:.2f} s, ratio {ratio:.2f}x "
+          f"(target <= 1.6x): {'PASS' if ratio <= 1.6 else 'FAIL'}")
+    ok = ratio <= 1.6
+    if skip_protocol:
+        return ok
+    res = train(cfg, data=data, progress=False, log=None)
+    wall = res.metrics["wall_time_s"]
+    evals = [r for r in res.history if "mAP@0.5" in r]
+    first = next((r["epoch"] for r in evals if r["mAP@0.5"] > 0), None)
+    print(f"(2) protocol: {cfg.train.epochs} epochs, evaluation every {cfg.eval.eval_every}: "
+          f"{wall:.0f} s (target <= 300 s): {'PASS' if wall <= 300 else 'FAIL'}")
+    print(f"    mAP@0.5 first > 0 at epoch {first}; best epoch {res.best_epoch}: "
+          f"mAP@0.5 {res.metrics['mAP@0.5']:.4f}, avg 0.1:0.7 {res.metrics['average_mAP@0.1:0.7']:.4f}")
+    print("    curve (epoch: mAP@0.5): " + ", ".join(f"{r['epoch']}: {r['mAP@0.5']:.3f}" for r in evals))
+    return ok and wall <= 300
+
+
+def gpu_part() -> bool:
+    if not torch.cuda.is_available():
+        print("GPU part: no CUDA device here; skipped (run this script on a GPU machine)")
+        return True
+    print(f"GPU: {torch.cuda.get_device_name(0)}")
+    cfg = make_config("THUMOS14", synthetic="thumos14-full",
+                      overrides=["hidden_dim=2048", "train.device=cuda", "eval_every=1"])
+    data = load_data(cfg)
+    ecm, trunk = epoch_ratio(cfg, data)
+    print(f"    epoch: ECM {ecm:.3f} s (target <= 0.3 s on an H100), trunk {trunk:.3f} s")
+    model = ECMNet(cfg.model).cuda()
+    t0 = time.perf_counter()
+    evaluate_model(model, data[1], cfg)
+    torch.cuda.synchronize()
+    t_eval = time.perf_counter() - t0
+    print(f"    evaluation of {len(data[1])} videos: {t_eval:.2f} s (target <= 1 s)")
+    torch.cuda.reset_peak_memory_stats()
+    res = train(cfg, data=data, progress=False, log=None)
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    wall = res.metrics["wall_time_s"]
+    print(f"    150-epoch protocol with per-epoch evaluation: {wall:.0f} s (target <= 90 s), "
+          f"peak GPU memory {peak:.2f} GiB (target <= 6 GiB)")
+    return ecm <= 0.3 and t_eval <= 1 and wall <= 90 and peak <= 6
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--skip-protocol", action="store_true", help="only the epoch ratio")
+    ap.add_argument("--epochs", type=int, help="protocol length (default: the preset's)")
+    ap.add_argument("--gpu", action="store_true", help="also run the GPU part")
+    args = ap.parse_args(argv)
+    ok = cpu_part(args.skip_protocol, args.epochs)
+    if args.gpu:
+        ok &= gpu_part()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
