@@ -1,0 +1,567 @@
+"""Detection explorer: look at one video's CAS, weights, ground truth and detections, and
+turn the localisation knobs.
+
+Three layers, so each can be tested on its own:
+
+* :func:`plot_video_detections` is a pure plot of one video and class (curves, ground
+  truth, detections) on an ``Axes``.
+* :class:`VideoAnalysis` (built by :func:`analyse_split`) runs the network **once** over a
+  whole split and keeps the video scores, the CAS and the aggregation weights. Moving a
+  knob then only re-runs localisation: of one video for the plot and its AP (a few ms),
+  and of every video for the dataset mAP@0.5 (0.1-0.8 s for the 210 test videos of
+  thumos14-mini on a CPU core, more the lower the class score threshold; cached per
+  parameter set, so switching video or class costs nothing). That is fast enough to
+  recompute on every slider release, so there is no debounce or "compute" button.
+* :func:`make_explorer` wires ipywidgets (two dropdowns, five sliders) to the two with
+  ``interactive_output``; every redraw prints a one-line marker
+  ``video=... class=... AP@0.5=... mAP@0.5=... detections=...`` that tests (and people)
+  can read.
+
+:func:`pick_examples` / :func:`plot_examples` make notebook 05's static figure;
+:func:`open_checkpoint`, :func:`load_test_split`, :func:`split_fingerprint` and
+:func:`plot_per_class_ap` serve both notebooks that evaluate a checkpoint (05, 06).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import torch
+
+from .config import ExperimentConfig
+from .data import FeatureSet, default_data_dir
+from .evaluation import (DetectionResult, GroundTruth, Predictions, evaluate_detection,
+                         predictions_from_arrays)
+from .localize import LocalizeParams, localize_batch_flat, localize_video, minmax_normalize
+
+if TYPE_CHECKING:  # matplotlib and ipywidgets are imported where they are used
+    from matplotlib.axes import Axes
+
+__all__ = [
+    "DEMO_CHECKPOINT",
+    "plot_video_detections",
+    "plot_per_class_ap",
+    "VideoAnalysis",
+    "analyse_split",
+    "pick_examples",
+    "plot_examples",
+    "open_checkpoint",
+    "load_test_split",
+    "real_features_status",
+    "split_fingerprint",
+    "make_explorer",
+    "marker_line",
+]
+
+#: The small checkpoint shipped with the repository (see data/checkpoints/README.md).
+DEMO_CHECKPOINT = default_data_dir() / "checkpoints" / "thumos14-mini_ecm.pth"
+MAP_TIOU = 0.5
+
+
+# ------------------------------------------------------------------ pure plots
+
+
+def _lanes(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Greedy lane per interval (in the given order) so that intervals of a lane never overlap."""
+    lane_end: list[float] = []
+    out = np.zeros(starts.size, dtype=np.int64)
+    for i, (s, e) in enumerate(zip(starts, ends)):
+        for k, last in enumerate(lane_end):
+            if s >= last:
+                lane_end[k] = e
+                out[i] = k
+                break
+        else:
+            lane_end.append(e)
+            out[i] = len(lane_end) - 1
+    return out
+
+
+def _max_tiou(starts: np.ndarray, ends: np.ndarray,
+              gt_segments: Sequence[tuple[float, float]]) -> np.ndarray:
+    """Best tIoU of each detection with any ground-truth segment (0 without ground truth)."""
+    if len(gt_segments) == 0 or starts.size == 0:
+        return np.zeros(starts.size)
+    g = np.asarray(gt_segments, dtype=np.float64).reshape(-1, 2)
+    inter = np.clip(np.minimum(ends[:, None], g[None, :, 1])
+                    - np.maximum(starts[:, None], g[None, :, 0]), 0, None)
+    union = (ends - starts)[:, None] + (g[:, 1] - g[:, 0])[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0).max(axis=1)
+
+
+def plot_video_detections(cas: np.ndarray, weights: np.ndarray | None,
+                          gt_segments: Sequence[tuple[float, float]], detections: np.ndarray,
+                          class_index: int | None, duration: float, ax: Axes | None = None,
+                          title: str = "", params: LocalizeParams | None = None,
+                          max_detections: int = 12) -> Axes:
+    """One video and class on a timeline in seconds.
+
+    ``cas`` [T] raw CAS of the class (drawn min-max normalised as localisation normalises
+    it, negative values at 0), ``weights`` [T] its aggregation weights (or None), ``gt_segments``
+    (start, end) pairs shaded green, ``detections`` rows [N, 4] (class, start, end, score)
+    of which those of ``class_index`` are drawn (all rows when None) as boxes below the
+    curves, the ``max_detections`` best ones, labelled with their score; a box is blue when
+    it overlaps a ground-truth segment with tIoU >= 0.5, grey otherwise. ``duration`` is the
+    time the T snippets span; with ``params`` the lowest activation threshold is drawn.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    cas = np.asarray(cas, dtype=np.float64).ravel()
+    if cas.size == 0:
+        raise ValueError("cas must have at least one snippet")
+    if not duration > 0:
+        raise ValueError(f"duration must be > 0 seconds, got {duration}")
+    w = None if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+    if w is not None and w.shape != cas.shape:
+        raise ValueError(f"weights {w.shape} and cas {cas.shape} must have the same length")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8.0, 2.8))
+    t = cas.size
+    x = (np.arange(t) + 0.5) * duration / t  # snippet centres, seconds
+    for k, (s, e) in enumerate(gt_segments):
+        ax.axvspan(s, e, color="tab:green", alpha=0.2, lw=0, label="ground truth" if k == 0 else None)
+    # Localisation's normalisation (relu'd min and max) leaves negative values negative;
+    # no threshold keeps them, so they are drawn at 0, clear of the detection boxes below.
+    norm = np.maximum(minmax_normalize(cas[None, :])[0], 0.0)
+    ax.plot(x, norm, color="tab:red", lw=1.2, label="CAS (min-max)")
+    if w is not None:
+        ax.plot(x, w, color="tab:purple", lw=1.0, alpha=0.8, label="aggregation weight a")
+    if params is not None:
+        ax.axhline(params.act_thresh[0], color="0.4", lw=0.8, ls=":",
+                   label=f"lowest threshold {params.act_thresh[0]:.2f}")
+
+    rows = np.asarray(detections, dtype=np.float64).reshape(-1, 4)
+    if class_index is not None:
+        rows = rows[rows[:, 0] == class_index]
+    n_all = rows.shape[0]
+    rows = rows[np.argsort(-rows[:, 3], kind="stable")][:max_detections]
+    lane = _lanes(rows[:, 1], rows[:, 2])
+    hit = _max_tiou(rows[:, 1], rows[:, 2], gt_segments) >= 0.5
+    height, gap = 0.08, 0.1
+    for (_, s, e, score), k, good in zip(rows, lane, hit):
+        y = -gap * (k + 1)
+        ax.add_patch(Rectangle((s, y), max(e - s, 1e-9), height, facecolor="tab:blue" if good else "0.6",
+                               edgecolor="black", lw=0.5, alpha=0.8))
+        ax.text(s, y + height / 2, f" {score:.2f}", va="center", ha="left", fontsize=6)
+    bottom = -gap * (int(lane.max()) + 1 if lane.size else 0) - 0.05
+    ax.set_ylim(bottom, 1.08)
+    ax.set_xlim(0, duration)
+    ax.set_xlabel("time (s)")
+    shown = f"{rows.shape[0]} of {n_all}" if n_all > rows.shape[0] else f"{n_all}"
+    ax.set_title(f"{title}  [{shown} detections]".strip(), fontsize="small")
+    ax.legend(fontsize="x-small", loc="upper right", ncol=2)
+    return ax
+
+
+def plot_per_class_ap(result: DetectionResult, tiou: float = MAP_TIOU,
+                      ax: Axes | None = None) -> Axes:
+    """Bar chart of each class's AP at ``tiou`` (classes without ground truth left out)."""
+    import matplotlib.pyplot as plt
+
+    k = int(np.argmin(np.abs(result.tiou - tiou)))
+    if abs(result.tiou[k] - tiou) > 1e-9:
+        raise ValueError(f"tIoU {tiou} was not evaluated (have {list(result.tiou)})")
+    ap = result.ap[k]
+    keep = np.flatnonzero(np.isfinite(ap))
+    order = keep[np.argsort(-ap[keep], kind="stable")]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.0, 3.0))
+    ax.bar(np.arange(order.size), 100 * ap[order], color="tab:blue")
+    ax.axhline(100 * result.mAP[k], color="tab:red", lw=1, ls="--",
+               label=f"mAP@{tiou:g} = {100 * result.mAP[k]:.1f}")
+    ax.set_xticks(np.arange(order.size), [result.classes[c] for c in order], rotation=60,
+                  ha="right", fontsize="x-small")
+    ax.set_ylabel(f"AP@{tiou:g} (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize="small")
+    return ax
+
+
+# ------------------------------------------------------------------ cached analysis
+
+
+def marker_line(video: str, class_name: str, ap: float, map_: float, detections: int) -> str:
+    """The text line each explorer redraw prints (tests wait for it)."""
+    ap_text = "n/a" if not np.isfinite(ap) else f"{ap:.4f}"
+    return (f"video={video} class={class_name} AP@{MAP_TIOU:g}={ap_text} "
+            f"mAP@{MAP_TIOU:g}={map_:.4f} detections={detections}")
+
+
+@dataclass
+class VideoAnalysis:
+    """Network outputs of a whole split, kept so localisation can be re-run cheaply.
+
+    ``scores`` [N, C] softmax video scores, ``cas`` [N, C, T] raw CAS, ``weights``
+    [N, C, T] aggregation weights (None when the model has none); ``frame_num``, ``fps``,
+    ``duration`` [N] per video; ``gt`` the split's ground truth; ``params`` the starting
+    localisation parameters.
+    """
+
+    names: list[str]
+    classes: list[str]
+    scores: np.ndarray
+    cas: np.ndarray
+    weights: np.ndarray | None
+    frame_num: np.ndarray
+    fps: np.ndarray
+    duration: np.ndarray
+    gt: GroundTruth
+    params: LocalizeParams
+    labels: np.ndarray | None = None
+    _map_cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
+
+    def __post_init__(self) -> None:
+        n, c, t = self.cas.shape
+        if self.scores.shape != (n, c) or len(self.names) != n or len(self.classes) != c:
+            raise ValueError(f"inconsistent shapes: cas {self.cas.shape}, scores "
+                             f"{self.scores.shape}, {len(self.names)} names, {len(self.classes)} classes")
+        if self.weights is not None and self.weights.shape != self.cas.shape:
+            raise ValueError(f"weights {self.weights.shape} must match cas {self.cas.shape}")
+        self._index = {v: i for i, v in enumerate(self.names)}
+        gt_video = {v: i for i, v in enumerate(self.gt.video_names)}
+        self._gt_rows = [np.flatnonzero(self.gt.video_idx == gt_video[v]) if v in gt_video
+                         else np.zeros(0, np.int64) for v in self.names]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def index(self, video: str | int) -> int:
+        """Position of a video given by name or index."""
+        if isinstance(video, (int, np.integer)):
+            if not 0 <= int(video) < len(self):
+                raise IndexError(f"video index {video} outside [0, {len(self)})")
+            return int(video)
+        if video not in self._index:
+            raise KeyError(f"video {video!r} is not in this split ({len(self)} videos)")
+        return self._index[video]
+
+    def span(self, i: int, params: LocalizeParams | None = None) -> float:
+        """Seconds covered by the CAS of video i (the time axis localisation uses)."""
+        p = params or self.params
+        return float(self.frame_num[i] / self.fps[i] if p.time_unit == "fps" else self.duration[i])
+
+    def _time_base(self, params: LocalizeParams) -> np.ndarray:
+        return self.fps if params.time_unit == "fps" else self.duration
+
+    def gt_classes(self, i: int) -> list[int]:
+        """Classes with ground truth in video i (falling back to its video-level label)."""
+        found = sorted(set(self.gt.class_idx[self._gt_rows[i]].tolist()))
+        if not found and self.labels is not None:
+            found = np.flatnonzero(self.labels[i] > 0).tolist()
+        return found
+
+    def gt_segments(self, i: int, class_index: int) -> list[tuple[float, float]]:
+        """Ground-truth (start, end) seconds of ``class_index`` in video i."""
+        rows = self._gt_rows[i]
+        rows = rows[self.gt.class_idx[rows] == class_index]
+        return [(float(self.gt.start[r]), float(self.gt.end[r])) for r in rows]
+
+    def localize(self, i: int, params: LocalizeParams | None = None) -> np.ndarray:
+        """Detections of video i, rows [N, 4] (class, start s, end s, score)."""
+        p = params or self.params
+        return localize_video(self.cas[i], self.scores[i], int(self.frame_num[i]),
+                              float(self._time_base(p)[i]), p)
+
+    def video_result(self, i: int, detections: np.ndarray) -> DetectionResult | None:
+        """AP@0.5 of video i's detections against its own ground truth (None without any)."""
+        rows = self._gt_rows[i]
+        if rows.size == 0:
+            return None
+        gt = GroundTruth(self.gt.classes, [self.names[i]], np.zeros(rows.size, np.int64),
+                         self.gt.class_idx[rows], self.gt.start[rows], self.gt.end[rows],
+                         self.gt.subset, f"<{self.names[i]}>", self.gt.dataset)
+        d = np.asarray(detections, dtype=np.float64).reshape(-1, 4)
+        preds = predictions_from_arrays([self.names[i]] * d.shape[0], d[:, 0].astype(np.int64),
+                                        d[:, 1], d[:, 2], d[:, 3], classes=self.classes)
+        return evaluate_detection(gt, preds, [MAP_TIOU])
+
+    def video_ap(self, i: int, class_index: int, detections: np.ndarray) -> float:
+        """AP@0.5 of ``class_index`` in video i (NaN when the class has no ground truth there)."""
+        res = self.video_result(i, detections)
+        return float("nan") if res is None else float(res.ap[0, class_index])
+
+    def predictions(self, params: LocalizeParams | None = None) -> Predictions:
+        """Detections of every video with ``params``, as evaluator predictions."""
+        p = params or self.params
+        flat = localize_batch_flat(self.cas, self.scores, self.frame_num, self._time_base(p), p)
+        names = np.asarray(self.names, dtype=object)[flat.video]
+        return predictions_from_arrays(names, flat.label, flat.start, flat.end, flat.score,
+                                       classes=self.classes, source="explorer")
+
+    def dataset_map(self, params: LocalizeParams | None = None) -> float:
+        """mAP@0.5 over the split with ``params`` (cached: the last 32 parameter sets)."""
+        p = params or self.params
+        if p not in self._map_cache:
+            res = evaluate_detection(self.gt, self.predictions(p), [MAP_TIOU])
+            self._map_cache[p] = float(res.mAP[0])
+            while len(self._map_cache) > 32:
+                self._map_cache.popitem(last=False)
+        self._map_cache.move_to_end(p)
+        return self._map_cache[p]
+
+
+@torch.no_grad()
+def _forward_outputs(model: torch.nn.Module, features: np.ndarray,
+                     batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(softmax video scores [N, C], CAS [N, C, T], aggregation weights [N, C, T]), dropout off.
+
+    Uses the model's pieces rather than ``forward``: the weights a exist for every stream
+    setting there, and the scores equal ``model.infer``'s.
+    """
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    scores, cas, weights = [], [], []
+    try:
+        for i in range(0, features.shape[0], batch_size):
+            x = torch.as_tensor(features[i:i + batch_size]).to(device)  # [B, D, T]
+            h, a_cas = model.cas(x)                                     # [B, H, T], [B, C, T]
+            scores.append(torch.softmax(model.pre_scores(a_cas), dim=1).float().cpu())
+            cas.append(a_cas.float().cpu())
+            weights.append(model.aggregation_weights(h, a_cas).float().cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(scores).numpy(), torch.cat(cas).numpy(), torch.cat(weights).numpy()
+
+
+def analyse_split(model: torch.nn.Module, feature_set: FeatureSet, cfg: ExperimentConfig,
+                  gt: GroundTruth | None = None, batch_size: int = 64) -> VideoAnalysis:
+    """Run ``model`` once over ``feature_set`` and keep what the explorer needs."""
+    from .train import ground_truth_for
+    gt = gt or ground_truth_for(cfg, feature_set)
+    scores, cas, weights = _forward_outputs(model, feature_set.features, batch_size)
+    return VideoAnalysis(list(feature_set.names), list(feature_set.classes), scores, cas,
+                         weights, feature_set.frame_num, feature_set.fps, feature_set.duration,
+                         gt, cfg.localize, labels=feature_set.labels)
+
+
+def pick_examples(analysis: VideoAnalysis, n: int = 3, params: LocalizeParams | None = None,
+                  max_seconds: float = 240.0) -> list[int]:
+    """Up to ``n`` telling videos: the best, a middling and the worst AP@0.5 of their class.
+
+    Candidates have ground truth of a single class, at least one detection of it (a video
+    whose class is filtered out shows no localisation at all; such videos are used only when
+    too few others qualify) and last at most ``max_seconds`` (so a timeline stays readable);
+    ties go to the shorter video. Returned best first.
+    """
+    p = params or analysis.params
+    cand, silent = [], []
+    for i in range(len(analysis)):
+        classes = analysis.gt_classes(i)
+        if len(classes) == 1 and analysis.span(i, p) <= max_seconds:
+            dets = analysis.localize(i, p)
+            ap = analysis.video_ap(i, classes[0], dets)
+            (cand if np.any(dets[:, 0] == classes[0]) else silent).append(
+                (-ap, analysis.span(i, p), i))
+    if len(cand) < n:
+        cand += sorted(silent)[:n - len(cand)]
+    if not cand:
+        raise ValueError(f"no single-class video of at most {max_seconds:g} s to show")
+    cand.sort()
+    picks = [cand[0], cand[len(cand) // 2], cand[-1]] if n >= 3 else cand[:n]
+    picks += [c for c in cand if c not in picks][:max(0, n - len(picks))]
+    return [i for _, _, i in sorted(dict.fromkeys(picks))][:n]
+
+
+def plot_examples(analysis: VideoAnalysis, videos: Sequence[int | str],
+                  params: LocalizeParams | None = None) -> Any:
+    """One :func:`plot_video_detections` row per video (its first ground-truth class) -> Figure."""
+    import matplotlib.pyplot as plt
+    p = params or analysis.params
+    idx = [analysis.index(v) for v in videos]
+    if not idx:
+        raise ValueError("no videos to plot")
+    fig, axes = plt.subplots(len(idx), 1, figsize=(9.0, 2.6 * len(idx)), squeeze=False)
+    for ax, i in zip(axes[:, 0], idx):
+        classes = analysis.gt_classes(i) or [int(np.argmax(analysis.scores[i]))]
+        c = classes[0]
+        dets = analysis.localize(i, p)
+        ap = analysis.video_ap(i, c, dets)
+        ap_text = "n/a" if not np.isfinite(ap) else f"{ap:.2f}"
+        plot_video_detections(analysis.cas[i, c],
+                              None if analysis.weights is None else analysis.weights[i, c],
+                              analysis.gt_segments(i, c), dets, c, analysis.span(i, p), ax=ax,
+                              title=f"{analysis.names[i]}: {analysis.classes[c]}, "
+                                    f"AP@{MAP_TIOU:g} = {ap_text}", params=p)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------ checkpoints and data
+
+
+def real_features_status(data_root: str | Path | None, cfg: ExperimentConfig) -> str | None:
+    """None when ``data_root`` holds features of the config's test split, else why not."""
+    from .data import DataError, detect_layout
+    if not data_root:
+        return "no data_root given"
+    try:
+        detect_layout(data_root, cfg.data.test_split)
+    except DataError as err:
+        return str(err)
+    return None
+
+
+def open_checkpoint(path: str | Path | None = None, dataset: str = "THUMOS14",
+                    data_root: str | Path | None = None,
+                    map_location: str = "cpu") -> tuple[torch.nn.Module, ExperimentConfig]:
+    """(model in eval mode, config) of a checkpoint; the shipped demo one when ``path`` is empty.
+
+    Our checkpoints carry ``ecmlib_config`` (model, localisation and synthetic data of the
+    run); an official one gets ``dataset``'s preset with the widths read off its weights.
+    With ``data_root`` the config points at those real features instead.
+    """
+    from .model import infer_config, load_checkpoint
+    from .train import make_config
+    path = Path(path) if path else DEMO_CHECKPOINT
+    if not path.is_file():
+        hint = (" (make it with: python scripts/make_demo_checkpoint.py)"
+                if path == DEMO_CHECKPOINT else "")
+        raise FileNotFoundError(f"{path}: checkpoint file not found{hint}")
+    raw = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(raw, dict) and "ecmlib_config" in raw:
+        cfg = ExperimentConfig.from_dict(raw["ecmlib_config"])
+        if data_root:
+            cfg = cfg.with_overrides({"data.data_root": str(data_root), "data.synthetic": None})
+    else:
+        cfg = make_config(dataset, data_root=str(data_root) if data_root else None)
+        if isinstance(raw, dict) and "state_dict" in raw:
+            state = {k.removeprefix("module."): v for k, v in raw["state_dict"].items()}
+            found = infer_config(state)
+            cfg = cfg.with_overrides({"model.feat_dim": found.feat_dim,
+                                      "model.hidden_dim": found.hidden_dim})
+    model, _ = load_checkpoint(path, cfg.model, map_location=map_location)
+    return model, cfg
+
+
+def split_fingerprint(feature_set: FeatureSet) -> str:
+    """sha256 of a split's video names and features: tells whether data changed since a run."""
+    import hashlib
+    h = hashlib.sha256("\n".join(feature_set.names).encode())
+    h.update(np.ascontiguousarray(feature_set.features, dtype=np.float32).tobytes())
+    return h.hexdigest()
+
+
+def load_test_split(cfg: ExperimentConfig, max_videos: int | None = None) -> FeatureSet:
+    """The config's test split: real features, or the synthetic preset (first ``max_videos``).
+
+    Only the test split is generated (the train split is not needed to evaluate), and a
+    limit picks the first videos in the preset's order, so quick runs stay quick.
+    """
+    d = cfg.data
+    if d.data_root:
+        # Only the test split is read (load_data would read the large train split too);
+        # feat_dim is enforced by the reader, the class count is checked here.
+        from .data import load_split
+        from .train import _gt_path
+        test = load_split(d.data_root, d.dataset, d.test_split, cfg.model.num_snippets,
+                          feat_dim=cfg.model.feat_dim, layout=d.layout, gt=_gt_path(cfg))
+        if test.num_classes != cfg.model.num_classes:
+            raise ValueError(f"{test.source}: {test.num_classes} classes but the model has "
+                             f"{cfg.model.num_classes}")
+        return test if max_videos is None else test.subset(np.arange(min(max_videos, len(test))))
+    from .synthetic import generate, video_names
+    names = None
+    if max_videos is not None:
+        names = video_names(d.synthetic, d.test_split)[:max_videos]
+    return generate(d.synthetic, seed=d.synthetic_seed, splits=[d.test_split],
+                    videos=names)[d.test_split]
+
+
+# ------------------------------------------------------------------ widgets
+
+
+def _params_from(base: LocalizeParams, cls_score_th: float, act_start: float,
+                 nms_threshold: float, conf_gamma: float, outer_lambda: float) -> LocalizeParams:
+    """``base`` with the slider values; the threshold ladder keeps its number of rungs and
+    its step and slides so that its lowest rung is ``act_start``."""
+    ladder = base.act_thresh
+    if float(act_start) != ladder[0]:
+        # Half a step past the last rung: np.arange then gives as many rungs as before.
+        stop = float(act_start) + (base.thresholds.size - 0.5) * ladder[2]
+        ladder = (float(act_start), stop, ladder[2])
+    return dataclasses.replace(base, cls_score_th=float(cls_score_th), act_thresh=ladder,
+                               nms_threshold=max(float(nms_threshold), 1e-3),
+                               conf_gamma=float(conf_gamma), outer_lambda=float(outer_lambda))
+
+
+def make_explorer(analysis: VideoAnalysis, cfg: ExperimentConfig | None = None,
+                  video: int | str = 0,
+                  figsize: tuple[float, float] = (9.0, 3.2)) -> tuple[Any, Any]:
+    """ipywidgets explorer over ``analysis`` -> (controls + output container, Output).
+
+    Video and class dropdowns, starting at ``video`` (the class follows the video: its
+    ground-truth class with the highest video score), and sliders for the class score
+    threshold, the lowest activation threshold, the NMS threshold, gamma (``conf_gamma``)
+    and the outer lambda, starting from ``cfg.localize`` (else ``analysis.params``). Each
+    change redraws with :func:`plot_video_detections` and prints :func:`marker_line`. The
+    dataset mAP is recomputed once per new parameter set (under a second for 210 videos)
+    and cached; sliders report on release (``continuous_update=False``).
+    """
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+
+    base = cfg.localize if cfg is not None else analysis.params
+    style = {"description_width": "150px"}
+    layout = w.Layout(width="460px")
+
+    def first_class(i: int) -> int:
+        found = analysis.gt_classes(i) or list(range(len(analysis.classes)))
+        return int(max(found, key=lambda c: analysis.scores[i, c]))
+
+    def video_label(i: int) -> str:
+        names = ", ".join(analysis.classes[c] for c in analysis.gt_classes(i)) or "no label"
+        return f"{analysis.names[i]} ({names})"
+
+    start = analysis.index(video)
+    video_box = w.Dropdown(options=[(video_label(i), i) for i in range(len(analysis))],
+                           value=start, description="video", style=style, layout=layout)
+    klass = w.Dropdown(options=[(c, k) for k, c in enumerate(analysis.classes)],
+                       value=first_class(start), description="class", style=style, layout=layout)
+
+    def slider(desc: str, value: float, lo: float, hi: float, step: float) -> Any:
+        return w.FloatSlider(value=value, min=lo, max=hi, step=step, description=desc,
+                             continuous_update=False, readout_format=".3f", style=style,
+                             layout=layout)
+
+    sliders = {
+        "cls_score_th": slider("class score threshold", base.cls_score_th, 0.0, 1.0, 0.01),
+        "act_start": slider("lowest act. threshold", base.act_thresh[0], 0.0, 0.5, 0.01),
+        "nms_threshold": slider("NMS threshold", base.nms_threshold, 0.05, 1.0, 0.05),
+        "conf_gamma": slider("γ (conf_gamma)", base.conf_gamma, 0.0, 1.0, 0.05),
+        "outer_lambda": slider("outer λ", base.outer_lambda, 0.0, 1.0, 0.05),
+    }
+
+    # Registered before interactive_output's own observer, so the redraw a video change
+    # causes already sees the new video's class.
+    video_box.observe(lambda change: setattr(klass, "value", first_class(change["new"])),
+                      names="value")
+
+    def redraw(video: int, klass: int, **knobs: float) -> None:
+        params = _params_from(base, **knobs)
+        dets = analysis.localize(video, params)
+        ap = analysis.video_ap(video, klass, dets)
+        m = analysis.dataset_map(params)
+        n = int(np.sum(dets[:, 0] == klass)) if dets.size else 0
+        fig, ax = plt.subplots(figsize=figsize)
+        name, cname = analysis.names[video], analysis.classes[klass]
+        # Looked up at call time (module global), so tests can patch the plot function.
+        plot_video_detections(analysis.cas[video, klass],
+                              None if analysis.weights is None else analysis.weights[video, klass],
+                              analysis.gt_segments(video, klass), dets, klass,
+                              analysis.span(video, params), ax=ax,
+                              title=f"{name}: {cname}", params=params)
+        fig.tight_layout()
+        plt.show()
+        plt.close(fig)  # the inline backend closed it already; other backends would keep it
+        print(marker_line(name, cname, ap, m, n))
+
+    out = w.interactive_output(redraw, {"video": video_box, "klass": klass, **sliders})
+    controls = w.VBox([video_box, klass, *sliders.values()])
+    return w.VBox([controls, out]), out

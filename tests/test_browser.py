@@ -1,0 +1,160 @@
+"""The detection explorer in a real browser: Voilà serves notebook 05, headless Chromium moves
+a slider and the explorer's marker line must change.
+
+The notebook is served from a temporary copy (its ``../figures`` is a temporary folder too),
+in quick mode, on 127.0.0.1 and a free port; the server is always stopped. A screenshot is
+saved to ``test-artifacts/explorer.png`` (ignored by git). Skipped only when Debian's
+``/usr/bin/chromium`` is missing (``apt-get install -y chromium``; CI installs it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / "notebooks" / "05_detection_explorer.ipynb"
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO / "test-artifacts"
+MARKER = re.compile(r"video=\S+ class=.+? AP@0\.5=\S+ mAP@0\.5=\S+ detections=\d+")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SERVER_START_S = 30
+RENDER_S = 90  # kernel start, 60 synthetic videos, one inference pass, first redraw
+REDRAW_S = 30
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.is_file(),
+                       reason=f"{CHROMIUM} not installed (apt-get install -y chromium)"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"voila exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"voila did not listen on port {port} within {timeout} s:\n"
+                         f"{log.read_text()[-3000:]}")
+
+
+def _markers(page) -> list[str]:
+    return MARKER.findall(page.inner_text("body"))
+
+
+def _wait_for_marker(page, timeout: float, differs_from: str | None = None,
+                     settle: float = 0.0) -> str:
+    """The last marker line on the page, once there is one different from ``differs_from``
+    and it has not changed for ``settle`` seconds (queued redraws have finished)."""
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        found = _markers(page)
+        current = found[-1] if found else None
+        if current != last:
+            last, since = current, time.monotonic()
+        if current is not None and current != differs_from and time.monotonic() - since >= settle:
+            return current
+        page.wait_for_timeout(250)
+    raise AssertionError(f"no {'new ' if differs_from else ''}marker line within {timeout} s; "
+                         f"page text ends with: {page.inner_text('body')[-1500:]!r}")
+
+
+@pytest.fixture
+def voila_url():
+    """Serve a temporary copy of notebook 05 with Voilà; yield (URL, server log); always stop
+    the server."""
+    with tempfile.TemporaryDirectory(prefix="voila-05-") as tmp:
+        nb_dir = Path(tmp) / "notebooks"
+        nb_dir.mkdir()
+        (Path(tmp) / "figures").mkdir()  # the notebook's ../figures
+        shutil.copy2(NOTEBOOK, nb_dir / NOTEBOOK.name)
+        port = _free_port()
+        env = {**os.environ, "WORKBOOK_QUICK": "1", "TQDM_DISABLE": "1"}
+        env.pop("MPLBACKEND", None)  # the notebook selects the inline backend itself
+        log = Path(tmp) / "voila.log"
+        cmd = [sys.executable, "-m", "voila", "--no-browser", f"--port={port}",
+               "--Voila.ip=127.0.0.1", "--show_tracebacks=True", NOTEBOOK.name]
+        with log.open("w") as fh:
+            proc = subprocess.Popen(cmd, cwd=nb_dir, env=env, stdout=fh, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        try:
+            _wait_for_port(port, proc, log, SERVER_START_S)
+            yield f"http://127.0.0.1:{port}/", log
+        finally:
+            # The server and its kernel share the new session: stop them together.
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=10)
+
+
+def test_slider_redraws_the_explorer(voila_url, tmp_path):
+    url, log = voila_url
+    try:
+        first, second, shot = _drive(url, tmp_path)
+    except Exception as err:  # assertion or Playwright timeout: show what the server said
+        raise AssertionError(f"{type(err).__name__}: {err}\n--- voila log (end) ---\n"
+                             f"{log.read_text()[-3000:]}") from None
+    print(f"\nbefore: {first}\nafter:  {second}\nscreenshot: {shot.relative_to(REPO)}")
+    assert first.split(" AP@")[0] == second.split(" AP@")[0]  # same video and class
+    assert first != second
+    assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def _drive(url: str, tmp_path: Path) -> tuple[str, str, Path]:
+    """Open the page, wait for the first marker, move a slider, wait for the new marker."""
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "explorer.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True,
+            args=CHROMIUM_ARGS, viewport={"width": 1200, "height": 1100})
+        try:
+            page = browser.new_page()
+            page.goto(url, timeout=RENDER_S * 1000)
+            first = _wait_for_marker(page, RENDER_S)
+            handles = page.locator(".widget-slider .noUi-handle")
+            assert handles.count() == 5, f"expected the explorer's 5 sliders, found {handles.count()}"
+            # The second slider is the lowest activation threshold: raising it by a few steps
+            # changes which runs become proposals, so the detections (and APs) change.
+            start = float(handles.nth(1).get_attribute("aria-valuetext"))
+            handles.nth(1).focus()
+            for _ in range(5):
+                page.keyboard.press("ArrowRight")
+            # Each key press is one redraw; the settled marker is the last press's.
+            second = _wait_for_marker(page, REDRAW_S, differs_from=first, settle=3.0)
+            moved = float(handles.nth(1).get_attribute("aria-valuetext")) - start
+            assert abs(moved - 0.05) < 1e-6, f"the slider moved by {moved}, not five steps of 0.01"
+            explorer_box = page.locator(".widget-vbox").first
+            explorer_box.locator(".widget-output img").first.wait_for(timeout=REDRAW_S * 1000)
+            explorer_box.screenshot(path=str(shot))
+        finally:
+            browser.close()
+    return first, second, shot

@@ -1,0 +1,284 @@
+"""The detection explorer: its pure plot, the cached analysis, and the widget wiring.
+
+Everything runs on a crafted two-video split (no model, no synthetic data) except the last
+tests, which analyse the ``tiny`` synthetic preset with a freshly initialised network and,
+when it exists, open the shipped demo checkpoint.
+"""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from ecmlib import explorer  # noqa: E402
+from ecmlib.evaluation import GroundTruth  # noqa: E402
+from ecmlib.localize import LocalizeParams  # noqa: E402
+
+T = 40
+
+
+def _bump(lo: int, hi: int) -> np.ndarray:
+    curve = np.full(T, -1.0)
+    curve[lo:hi] = 3.0
+    return curve
+
+
+@pytest.fixture
+def analysis() -> explorer.VideoAnalysis:
+    """Two videos, two classes, 1 snippet = 1 frame = 1 s; each video has one clear action."""
+    cas = np.stack([np.stack([_bump(5, 12), _bump(30, 33)]),      # v0: class 0 at 5-12 s
+                    np.stack([_bump(0, 2), _bump(20, 28)])]).astype(np.float32)  # v1: class 1
+    scores = np.array([[0.8, 0.2], [0.3, 0.7]], dtype=np.float32)
+    weights = 1 / (1 + np.exp(-cas))
+    gt = GroundTruth(classes=["Jump", "Throw"], video_names=["v0", "v1"],
+                     video_idx=np.array([0, 1]), class_idx=np.array([0, 1]),
+                     start=np.array([5.0, 20.0]), end=np.array([12.0, 28.0]),
+                     subset="test", source="<crafted>", dataset="crafted")
+    return explorer.VideoAnalysis(["v0", "v1"], ["Jump", "Throw"], scores, cas, weights,
+                                  frame_num=np.array([T, T]), fps=np.array([1.0, 1.0]),
+                                  duration=np.array([float(T), float(T)]), gt=gt,
+                                  params=LocalizeParams.thumos14("clean"))
+
+
+# ------------------------------------------------------------------ plot
+
+
+def test_plot_draws_curves_ground_truth_and_scored_boxes():
+    cas = _bump(5, 12)
+    dets = np.array([[0, 5.0, 12.0, 0.9], [0, 20.0, 24.0, 0.3], [1, 0.0, 3.0, 0.5]])
+    ax = explorer.plot_video_detections(cas, 1 / (1 + np.exp(-cas)), [(5.0, 12.0)], dets, 0,
+                                        duration=80.0, title="v0: Jump",
+                                        params=LocalizeParams.thumos14())
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert "CAS (min-max)" in labels and "aggregation weight a" in labels
+    cas_line = ax.get_lines()[0]
+    # min-max normalised, x in seconds at the snippet centres of an 80 s span
+    assert np.isclose(np.min(cas_line.get_ydata()), 0) and np.isclose(np.max(cas_line.get_ydata()), 1)
+    assert np.isclose(cas_line.get_xdata()[0], 1.0) and ax.get_xlim() == (0.0, 80.0)
+    boxes = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_y() < 0]
+    assert len(boxes) == 2  # only class 0's rows
+    assert sorted(round(b.get_x(), 3) for b in boxes) == [5.0, 20.0]
+    texts = sorted(t.get_text().strip() for t in ax.texts)
+    assert texts == ["0.30", "0.90"]
+    # the detection matching the ground truth is coloured differently from the miss
+    colours = {round(b.get_x()): b.get_facecolor() for b in boxes}
+    assert colours[5] != colours[20]
+    assert len(ax.patches) >= 3  # + the shaded ground truth
+    assert "[2 detections]" in ax.get_title()
+    plt.close(ax.figure)
+
+
+def test_plot_overlapping_boxes_go_to_separate_lanes_and_are_capped():
+    dets = np.array([[0, 0.0, 10.0, 0.9 - i * 0.01] for i in range(20)])
+    ax = explorer.plot_video_detections(np.arange(T, dtype=float), None, [], dets, None,
+                                        duration=40.0, max_detections=5)
+    ys = sorted({round(p.get_y(), 3) for p in ax.patches})
+    assert len(ys) == 5 and "[5 of 20 detections]" in ax.get_title()
+    assert len(ax.get_lines()) == 1  # no weights curve, no threshold line
+    plt.close(ax.figure)
+
+
+def test_plot_rejects_bad_inputs():
+    with pytest.raises(ValueError, match="duration"):
+        explorer.plot_video_detections(np.ones(4), None, [], np.zeros((0, 4)), 0, duration=0)
+    with pytest.raises(ValueError, match="same length"):
+        explorer.plot_video_detections(np.ones(4), np.ones(5), [], np.zeros((0, 4)), 0, duration=1)
+
+
+def test_per_class_ap_bars_skip_classes_without_ground_truth(analysis):
+    from ecmlib.evaluation import evaluate_detection
+    res = evaluate_detection(analysis.gt, analysis.predictions(), [0.3, 0.5])
+    ax = explorer.plot_per_class_ap(res, 0.5)
+    assert len(ax.patches) == 2
+    with pytest.raises(ValueError, match="not evaluated"):
+        explorer.plot_per_class_ap(res, 0.7)
+    plt.close(ax.figure)
+
+
+# ------------------------------------------------------------------ analysis
+
+
+def test_analysis_localises_one_video_and_scores_it(analysis):
+    dets = analysis.localize(0)
+    assert dets.shape[1] == 4 and set(dets[:, 0].tolist()) == {0.0}  # class 1 below 0.25
+    assert analysis.video_ap(0, 0, dets) == pytest.approx(1.0)
+    assert np.isnan(analysis.video_ap(0, 1, dets))  # no ground truth of class 1 in v0
+    assert analysis.gt_segments(1, 1) == [(20.0, 28.0)] and analysis.gt_classes(1) == [1]
+    assert analysis.span(0) == 40.0
+    assert analysis.dataset_map() == pytest.approx(1.0)
+    # nothing passes a class threshold above every score: AP and mAP drop to 0
+    strict = explorer._params_from(analysis.params, 0.95, 0.01, 0.6, 0.15, 0.4)
+    assert analysis.localize(0, strict).shape == (0, 4)
+    assert analysis.video_ap(0, 0, analysis.localize(0, strict)) == 0.0
+    assert analysis.dataset_map(strict) == 0.0
+    assert len(analysis._map_cache) == 2
+
+
+def test_threshold_ladder_slides_with_its_lowest_rung():
+    base = LocalizeParams.thumos14()
+    p = explorer._params_from(base, 0.3, 0.11, 0.5, 0.2, 0.1)
+    assert p.act_thresh[0] == 0.11 and p.act_thresh[2] == base.act_thresh[2]
+    assert p.thresholds.size == base.thresholds.size
+    np.testing.assert_allclose(p.thresholds - p.thresholds[0], base.thresholds - base.thresholds[0])
+    for start in np.arange(0, 0.5, 0.01):  # every slider position keeps the rung count
+        assert explorer._params_from(base, 0.3, start, 0.5, 0.2, 0.1).thresholds.size == 8
+    assert (p.cls_score_th, p.nms_threshold, p.conf_gamma, p.outer_lambda) == (0.3, 0.5, 0.2, 0.1)
+    assert p.time_unit == base.time_unit and p.mode == base.mode
+
+
+def test_marker_line_format():
+    assert explorer.marker_line("v", "Jump", float("nan"), 0.25, 3) == \
+        "video=v class=Jump AP@0.5=n/a mAP@0.5=0.2500 detections=3"
+
+
+# ------------------------------------------------------------------ widgets
+
+
+def _controls(container):
+    controls = container.children[0].children
+    return {c.description: c for c in controls}
+
+
+def test_explorer_redraws_with_the_slider_values(analysis, capsys):
+    with mock.patch.object(explorer, "plot_video_detections") as plot:
+        container, out = explorer.make_explorer(analysis)
+        widgets = _controls(container)
+        assert container.children[1] is out
+        first = capsys.readouterr().out
+        assert "video=v0 class=Jump AP@0.5=1.0000 mAP@0.5=1.0000" in first
+        assert plot.call_count == 1
+        assert plot.call_args.kwargs["params"] == analysis.params
+
+        widgets["class score threshold"].value = 0.9
+        kw = plot.call_args.kwargs
+        assert plot.call_count == 2 and kw["params"].cls_score_th == 0.9
+        assert "AP@0.5=0.0000 mAP@0.5=0.0000 detections=0" in capsys.readouterr().out
+
+        widgets["class score threshold"].value = 0.25
+        widgets["NMS threshold"].value = 0.3
+        widgets["γ (conf_gamma)"].value = 0.5
+        widgets["outer λ"].value = 0.2
+        widgets["lowest act. threshold"].value = 0.05
+        p = plot.call_args.kwargs["params"]
+        assert (p.nms_threshold, p.conf_gamma, p.outer_lambda, p.act_thresh[0]) == (0.3, 0.5, 0.2, 0.05)
+        assert "AP@0.5=1.0000 mAP@0.5=1.0000" in capsys.readouterr().out.splitlines()[-1]
+
+
+def test_explorer_follows_the_video_ground_truth_class(analysis, capsys):
+    with mock.patch.object(explorer, "plot_video_detections") as plot:
+        container, _ = explorer.make_explorer(analysis)
+        widgets = _controls(container)
+        capsys.readouterr()
+        widgets["video"].value = 1
+        assert widgets["class"].value == 1
+        args = plot.call_args.args
+        assert np.array_equal(args[0], analysis.cas[1, 1]) and args[2] == [(20.0, 28.0)]
+        assert capsys.readouterr().out.strip().splitlines()[-1].startswith("video=v1 class=Throw")
+        widgets["class"].value = 0  # a class the video does not contain: AP undefined
+        assert "class=Jump AP@0.5=n/a" in capsys.readouterr().out
+
+
+def test_explorer_draws_for_real(analysis, capsys):
+    plt.close("all")
+    container, _ = explorer.make_explorer(analysis)
+    assert "detections=1" in capsys.readouterr().out
+    assert plt.get_fignums() == []  # figures are closed after each redraw
+
+
+# ------------------------------------------------------------------ model and data
+
+
+def test_analyse_split_matches_model_inference():
+    import torch
+
+    from ecmlib.model import ECMNet
+    from ecmlib.train import make_config, predict
+    cfg = make_config("THUMOS14", synthetic="tiny")
+    test = explorer.load_test_split(cfg, max_videos=6)
+    assert len(test) == 6
+    torch.manual_seed(0)
+    model = ECMNet(cfg.model)
+    res = explorer.analyse_split(model, test, cfg)
+    scores, cas = predict(model, test.features)
+    np.testing.assert_allclose(res.scores, scores, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(res.cas, cas, rtol=1e-5, atol=1e-5)
+    assert res.weights.shape == cas.shape and (res.weights > 0).all() and (res.weights < 1).all()
+    assert sorted(res.gt.video_names) == sorted(test.names)
+    assert 0.0 <= res.dataset_map() <= 1.0
+
+
+def test_open_checkpoint_round_trip(tmp_path):
+    import torch
+
+    from ecmlib.model import ECMNet
+    from ecmlib.train import make_config, save_checkpoint
+    cfg = make_config("THUMOS14", synthetic="tiny")
+    model = ECMNet(cfg.model)
+    path = tmp_path / "ck.pth"
+    save_checkpoint(path, model, None, 3, {"ecmlib_config": cfg.to_dict()})
+    loaded, cfg2 = explorer.open_checkpoint(path)
+    assert cfg2.data.synthetic == "tiny" and cfg2.model == cfg.model
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
+        assert torch.equal(a, b)
+    _, real = explorer.open_checkpoint(path, data_root=tmp_path)
+    assert real.data.data_root == str(tmp_path) and real.data.synthetic is None
+    assert "feature" in explorer.real_features_status(tmp_path, real)
+    assert explorer.real_features_status("", real) == "no data_root given"
+    with pytest.raises(FileNotFoundError, match="not found"):
+        explorer.open_checkpoint(tmp_path / "missing.pth")
+
+
+@pytest.mark.skipif(not explorer.DEMO_CHECKPOINT.is_file(), reason="no shipped demo checkpoint yet")
+def test_shipped_demo_checkpoint_opens_and_fits_its_synthetic_preset():
+    from ecmlib.synthetic import get_spec
+    model, cfg = explorer.open_checkpoint()
+    spec = get_spec(cfg.data.synthetic)
+    assert (cfg.model.feat_dim, cfg.model.num_snippets) == (spec.feat_dim, spec.num_snippets), (
+        "the shipped checkpoint no longer fits its synthetic preset: regenerate it with "
+        "python scripts/make_demo_checkpoint.py")
+    assert explorer.DEMO_CHECKPOINT.stat().st_size < 3_000_000
+
+
+def test_examples_pick_and_plot(analysis):
+    picks = explorer.pick_examples(analysis, n=3)
+    assert sorted(picks) == [0, 1]  # only two candidates
+    fig = explorer.plot_examples(analysis, ["v1", 0])
+    assert len(fig.axes) == 2 and fig.axes[0].get_title().startswith("v1: Throw, AP@0.5 = 1.00")
+    plt.close(fig)
+    with pytest.raises(ValueError, match="no single-class"):
+        explorer.pick_examples(analysis, max_seconds=1)
+
+
+def test_examples_fall_back_to_videos_without_detections(analysis):
+    strict = explorer._params_from(analysis.params, 0.95, 0.01, 0.6, 0.15, 0.4)
+    assert sorted(explorer.pick_examples(analysis, n=2, params=strict)) == [0, 1]
+
+
+def test_real_features_path_reads_only_the_test_split(tmp_path):
+    """Features on disk (the tiny preset written in the official layout) stand in for real ones."""
+    import shutil
+
+    from ecmlib.model import ECMNet
+    from ecmlib.synthetic import write_dataset
+    from ecmlib.train import evaluate_model, make_config, save_checkpoint
+    cfg = make_config("THUMOS14", synthetic="tiny")
+    root = write_dataset("tiny", tmp_path / "features")
+    shutil.rmtree(root / "val")  # the train split is not needed, and must not be read
+    path = tmp_path / "ck.pth"
+    save_checkpoint(path, ECMNet(cfg.model), None, 1, {"ecmlib_config": cfg.to_dict()})
+    model, real = explorer.open_checkpoint(path, data_root=root)
+    assert explorer.real_features_status(root, real) is None
+    on_disk = explorer.load_test_split(real, max_videos=5)
+    generated = explorer.load_test_split(cfg, max_videos=5)
+    assert on_disk.names == generated.names
+    np.testing.assert_allclose(on_disk.features, generated.features, rtol=1e-6, atol=1e-6)
+    ev = evaluate_model(model, on_disk, real)
+    assert "THUMOS14 test" in ev.result.gt_description
