@@ -6,8 +6,9 @@
 Each preset is written with ``write_dataset`` into a temporary folder (deleted afterwards)
 in a fresh child process, so its peak resident memory (``ru_maxrss``) is its own; the
 in-memory ``generate`` of the mini preset is timed too, and run once more under tracemalloc
-for the peak of the Python/numpy allocations. Targets (2-core CPU): mini <= 20 s, full <= 180 s and <= 3 GB on disk,
-peak memory <= 4 GB. Prints PASS/FAIL per target and exits 1 when one fails.
+for the peak of the Python/numpy allocations. Targets (2-core CPU): mini <= 20 s, full
+<= 180 s and <= 3 GB on disk, peak memory <= 4 GB. Prints PASS/FAIL per target and exits 1
+when one fails. Write times include the per-file fsync of the atomic writer.
 """
 
 from __future__ import annotations

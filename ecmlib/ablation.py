@@ -45,10 +45,19 @@ import functools
 import re
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:  # annotations only: importing these at run time is not needed here
+    import pandas as pd
+
+    from .config import ExperimentConfig
+    from .data import FeatureSet
+    from .model import ECMNet
+    from .synthetic import SyntheticSpec
 
 __all__ = [
     "SETTINGS",
@@ -95,7 +104,7 @@ METRICS = ("mAP@0.5", "average_mAP@0.1:0.7", "average_mAP@0.1:0.5", "classificat
            "consistency_pearson", "diverged", "diverged_epoch", "wall_time_s")
 
 
-def ablation_spec(preset: str):  # -> SyntheticSpec
+def ablation_spec(preset: str) -> SyntheticSpec:
     """The synthetic spec of ``preset``: a name of ecmlib.synthetic.PRESETS or DERIVED_PRESETS."""
     from .synthetic import get_spec
     if preset in DERIVED_PRESETS:
@@ -106,7 +115,7 @@ def ablation_spec(preset: str):  # -> SyntheticSpec
 
 def setting_config(setting: str, seed: int = 0, preset: str = "thumos14-small",
                    epochs: int = 10, eval_every: int = 5,
-                   extra: Mapping[str, Any] | None = None):  # -> ExperimentConfig
+                   extra: Mapping[str, Any] | None = None) -> ExperimentConfig:
     """The ExperimentConfig of one ablation run.
 
     The dataset's paper preset (``make_config``), resized to the synthetic ``preset``
@@ -132,7 +141,7 @@ def setting_config(setting: str, seed: int = 0, preset: str = "thumos14-small",
 
 
 @functools.lru_cache(maxsize=2)
-def load_setting_data(preset: str, data_seed: int = 0):  # -> tuple[FeatureSet, FeatureSet]
+def load_setting_data(preset: str, data_seed: int = 0) -> tuple[FeatureSet, FeatureSet]:
     """(train, test) feature sets of a synthetic preset, generated once per process.
 
     Cached: every run of a sweep that lands in the same worker process reuses the arrays
@@ -149,17 +158,19 @@ def load_setting_data(preset: str, data_seed: int = 0):  # -> tuple[FeatureSet, 
 _DIVERGED = re.compile(r"epoch (\d+): the training loss is .* \(diverged\)")
 
 
-def _diverged_epoch(err: Exception, run_dir) -> float | None:
+def _diverged_epoch(err: Exception, run_dir: Path | None) -> float | None:
     """The epoch at which a run diverged, NaN if unknown; None if ``err`` is no divergence.
 
     Two symptoms: train's own check (the epoch's mean loss is not finite), and weights that
     turned non-finite in an epoch's last steps, which the loss check misses and the next
-    evaluation meets as a CAS with NaN/inf (the epoch after the last one in history.csv).
+    evaluation meets as scores or a CAS with NaN/inf (reported by the evaluation or by the
+    localisation; the epoch is then the one after the last in history.csv).
     """
-    found = _DIVERGED.match(str(err))
+    text = str(err)
+    found = _DIVERGED.match(text)
     if isinstance(err, RuntimeError) and found:
         return int(found.group(1))
-    if isinstance(err, ValueError) and "cas contains NaN or inf" in str(err):
+    if any(sign in text for sign in ("diverged", "NaN or inf", "NaN/inf")):
         history = run_dir / "history.csv" if run_dir is not None else None
         if history is not None and history.is_file():
             import pandas as pd
@@ -189,7 +200,7 @@ def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def _cas_and_weights(model, features: np.ndarray | torch.Tensor, labels: np.ndarray,
+def _cas_and_weights(model: ECMNet, features: np.ndarray | torch.Tensor, labels: np.ndarray,
                      batch_size: int = 64) -> tuple[np.ndarray, np.ndarray] | None:
     """(CAS [N, C, T], aggregation weights [N, C, T]) in eval mode; None for a pre-only model."""
     if model.cfg.streams == "pre":
@@ -210,7 +221,7 @@ def _cas_and_weights(model, features: np.ndarray | torch.Tensor, labels: np.ndar
     return torch.cat(cas).numpy(), torch.cat(weights).numpy()
 
 
-def transition_consistency(model, features: np.ndarray | torch.Tensor, labels: np.ndarray,
+def transition_consistency(model: ECMNet, features: np.ndarray | torch.Tensor, labels: np.ndarray,
                            method: str = "spearman") -> float:
     """Mean over (video, label class) of the correlation over time of CAS and weights a.
 
@@ -233,7 +244,7 @@ def transition_consistency(model, features: np.ndarray | torch.Tensor, labels: n
     return float(np.nanmean(r)) if np.isfinite(r).any() else float("nan")
 
 
-def consistency_examples(model, features: np.ndarray, labels: np.ndarray, video: int
+def consistency_examples(model: ECMNet, features: np.ndarray, labels: np.ndarray, video: int
                          ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """{label class: (CAS [T], weights [T])} of one video, for plots.plot_cas_vs_weights."""
     got = _cas_and_weights(model, features[video:video + 1], labels[video:video + 1])
@@ -268,8 +279,6 @@ def run_setting(setting: str, seed: int, preset: str = "thumos14-small", epochs:
     metric's statistics and its ``_n``) instead of silently averaging the survivors.
     ``diverged`` is 0 and ``diverged_epoch`` NaN otherwise.
     """
-    from pathlib import Path
-
     from .train import train
     torch.set_num_threads(1)
     cfg = setting_config(setting, seed, preset, epochs, eval_every, extra)
@@ -307,15 +316,13 @@ def run_setting(setting: str, seed: int, preset: str = "thumos14-small", epochs:
 
 
 def collect_histories(runs_root: str, records: Sequence[Mapping[str, Any]],
-                      setting_key: str = "setting", seed_key: str = "seed"):  # -> pd.DataFrame
+                      setting_key: str = "setting", seed_key: str = "seed") -> pd.DataFrame:
     """Every run's per-epoch history (``history.csv`` under ``runs_root``) in one DataFrame.
 
     ``records`` are run_grid's records (they name the setting and seed of each run); the
     result has the columns ``setting``, ``seed`` and the history's own. A missing history
     is an error naming the file, not a silently shorter table.
     """
-    from pathlib import Path
-
     import pandas as pd
     frames = []
     for rec in records:

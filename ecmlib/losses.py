@@ -69,8 +69,10 @@ def loss_agg(score_agg: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """
     mask = labels > 0                                             # [B, C]
     p_act, p_bg = score_agg.chunk(2, dim=1)                       # [B, C] each
-    # torch's BCE clamps log at -100, so a saturated softmax gives a finite loss.
-    bce = (-torch.log(p_act).clamp(min=-100)) + (-torch.log(1 - p_bg).clamp(min=-100))
+    # torch's BCE (as the authors use) clamps log at -100 and keeps a finite gradient when
+    # a softmax entry underflows to exactly 0 or 1; a hand-written -log(p) would give NaN.
+    bce = (F.binary_cross_entropy(p_act, torch.ones_like(p_act), reduction="none")
+           + F.binary_cross_entropy(p_bg, torch.zeros_like(p_bg), reduction="none"))
     per_video = (bce * mask).sum(dim=1) / (2 * mask.sum(dim=1)).clamp(min=1)
     return per_video[mask.any(dim=1)].mean()
 

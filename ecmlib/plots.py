@@ -84,6 +84,20 @@ def _palette(names: Sequence[str]) -> dict[str, tuple]:
     return dict(zip(names, sns.color_palette("colorblind", max(len(names), 1))))
 
 
+_LINESTYLES = ("-", "--", "-.", ":")
+
+
+def _styles(names: Sequence[str]) -> dict[str, tuple[tuple, str]]:
+    """(colour, line style) per source: the style tells apart curves that coincide."""
+    return {n: (c, _LINESTYLES[i % len(_LINESTYLES)]) for i, (n, c) in enumerate(_palette(names).items())}
+
+
+def _headroom(ax: Axes, factor: float = 1.45) -> None:
+    """Room above the data for a legend at the top of the axes."""
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, low + (high - low) * factor)
+
+
 def _sources(df: pd.DataFrame) -> list[str]:
     if "source" not in df.columns:
         raise ValueError(f"expected a 'source' column (an ecmlib.stats table); got {list(df.columns)}")
@@ -134,17 +148,16 @@ def plot_instances_per_class(per_class: pd.DataFrame, ax: Axes | None = None) ->
     """
     _require(per_class, ["source", "instances"], "instances per class")
     ax = _new_ax(ax)
-    colors = _palette(_sources(per_class))
-    for src, color in colors.items():
+    for src, (color, ls) in _styles(_sources(per_class)).items():
         counts = np.sort(per_class.loc[per_class["source"] == src, "instances"].to_numpy())[::-1]
         rank = (np.arange(len(counts)) + 0.5) / max(len(counts), 1)
-        ax.plot(rank, counts, marker="o", ms=2.5, lw=1.2, color=color,
+        ax.plot(rank, counts, marker="o", ms=2.5, lw=1.2, color=color, ls=ls,
                 label=f"{src} ({len(counts)} classes)")
     ax.set_yscale("log")
     ax.set_xlabel("class rank (fraction of classes, most frequent first)")
     ax.set_ylabel("instances per class")
     ax.set_title("Instances per class")
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="x-small")
     return ax
 
 
@@ -164,20 +177,20 @@ def plot_instance_durations(durations: pd.DataFrame, ax: Axes | None = None,
     if positive.size == 0:
         raise ValueError("instance durations: no positive length to plot")
     edges = np.geomspace(positive.min(), positive.max(), bins + 1)
-    colors = _palette(_sources(durations))
-    for src, color in colors.items():
+    for src, (color, ls) in _styles(_sources(durations)).items():
         v = durations.loc[durations["source"] == src, column].to_numpy(dtype=float)
         bad = int(np.sum(~(v > 0)))
         label = f"{src} (median {np.median(v[v > 0]):.3g})" + (f", {bad} <= 0 not shown" if bad else "")
         shown = v[v > 0]
         ax.hist(shown, bins=edges, weights=np.full(shown.size, 1.0 / max(v.size, 1)),
-                histtype="step", lw=1.4, color=color, label=label)
+                histtype="step", lw=1.4, color=color, ls=ls, label=label)
     ax.set_xscale("log")
     unit = "s" if column == "length" else "fraction of video"
     ax.set_xlabel(f"instance {column.replace('_', ' ')} ({unit})")
     ax.set_ylabel("fraction of instances")
     ax.set_title("Instance durations")
-    ax.legend(fontsize="small", loc="upper right")
+    _headroom(ax)
+    ax.legend(fontsize="x-small", loc="upper left")
     return ax
 
 
@@ -186,14 +199,15 @@ def plot_coverage(coverage: pd.DataFrame, ax: Axes | None = None, bins: int = 20
     _require(coverage, ["source", "coverage"], "coverage")
     ax = _new_ax(ax)
     edges = np.linspace(0.0, 1.0, bins + 1)
-    for src, color in _palette(_sources(coverage)).items():
+    for src, (color, ls) in _styles(_sources(coverage)).items():
         v = coverage.loc[coverage["source"] == src, "coverage"].to_numpy(dtype=float)
-        ax.hist(v, bins=edges, density=True, histtype="step", lw=1.4, color=color,
+        ax.hist(v, bins=edges, density=True, histtype="step", lw=1.4, color=color, ls=ls,
                 label=f"{src} (mean {np.mean(v):.2f})")
     ax.set_xlabel("fraction of the video inside an action")
     ax.set_ylabel("density")
     ax.set_title("Action coverage per video")
-    ax.legend(fontsize="small")
+    _headroom(ax)
+    ax.legend(fontsize="x-small", loc="upper center")
     return ax
 
 
@@ -500,14 +514,15 @@ def plot_ablation_bars(table: pd.DataFrame, metric: str, ax: Axes | None = None,
             missing = int(np.sum(~np.isfinite(v)))
             if missing:
                 what = "diverged" if "diverged" in records.columns else "missing"
-                ax.annotate(f"{missing}/{len(v)} {what}", (i, 0), xytext=(0, 3),
+                ax.annotate(f"{missing}/{len(v)}\n{what}", (i, 0), xytext=(0, 3),
                             textcoords="offset points", ha="center", va="bottom",
                             fontsize="small", color="tab:red")
     ax.set_xticks(x, names, rotation=30, ha="right")
     ax.set_ylabel(ylabel or (f"{metric} (%)" if scale == 100 else metric))
+    # Above the axes: a legend inside would hide bars or dots.
+    ax.legend(fontsize="small", loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False)
     finite = mean[np.isfinite(mean)] - std[np.isfinite(mean)]
     ax.set_ylim(bottom=min(0.0, float(finite.min())) if finite.size else 0.0)
-    ax.legend(fontsize="small")
     return ax
 
 
@@ -576,8 +591,10 @@ def plot_consistency_examples(examples: Mapping[str, tuple[np.ndarray, np.ndarra
     if not examples:
         raise ValueError("no examples to plot")
     fig, axes = _subplots(len(examples), 1, (8.0, 2.2 * len(examples)), sharex=True)
-    for ax, (name, (cas, w)) in zip(axes[:, 0], examples.items()):
+    for i, (ax, (name, (cas, w))) in enumerate(zip(axes[:, 0], examples.items())):
         plot_cas_vs_weights(cas, w, ax, duration, gt_segments, title=name)
+        if i:  # one legend is enough for rows that all draw the same things
+            ax.get_legend().remove()
         if ax is not axes[-1, 0]:
             ax.set_xlabel("")
     fig.tight_layout()

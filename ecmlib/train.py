@@ -213,6 +213,9 @@ def evaluate_model(model: ECMNet, test_set: FeatureSet, cfg: ExperimentConfig,
     gt = gt or ground_truth_for(cfg, test_set)
     feats = features if features is not None else torch.from_numpy(test_set.features)
     scores, cas = predict(model, feats)
+    if not (np.isfinite(scores).all() and np.isfinite(cas).all()):
+        raise RuntimeError("the model's scores or CAS are NaN/inf: training diverged; "
+                           "lower train.lr or check the features")
     preds = detect(scores, cas, test_set, cfg)
     result = evaluate_detection(gt, preds, np.asarray(cfg.eval.tiou))
     metrics = {k: float(v) for k, v in result.as_dict().items()}

@@ -329,7 +329,6 @@ def run_workbook(notebooks_dir: str | Path | None = None, out: str | Path | None
         raise FileNotFoundError(f"{notebooks_dir}: no NN_name.ipynb notebooks to run")
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
-    figures_dir = Path(figures_dir).resolve() if figures_dir else default_figures_dir()
     # Check every notebook before creating anything, so a bad call leaves no folder behind.
     declared_by_nb = {nb: notebook_parameters(nb) for nb in notebooks}
     if quick:
@@ -338,6 +337,11 @@ def run_workbook(notebooks_dir: str | Path | None = None, out: str | Path | None
             raise ValueError(f"--quick given but these notebooks have no 'quick' parameter: "
                              f"{', '.join(lacking)}")
     out_path = _out_dir(out, "")
+    # Quick runs are smoke tests: their figures go beside the run, never over figures/.
+    if figures_dir:
+        figures_dir = Path(figures_dir).resolve()
+    else:
+        figures_dir = out_path / "figures" if quick else default_figures_dir()
     interactive = sys.stderr.isatty()
 
     jobs_list = []

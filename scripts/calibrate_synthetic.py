@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -40,6 +41,29 @@ from ecmlib.model import ECMNet, ModelConfig  # noqa: E402
 from ecmlib.synthetic import FACTORS, generate, get_spec, parse_knobs  # noqa: E402
 
 _THUMOS_TIOU = np.linspace(0.1, 0.9, 9)
+
+
+def loss_agg_bce(score_agg: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """L_agg with torch's BCE, as the authors' code computes it (``nn.BCELoss``).
+
+    Same value as ``ecmlib.losses.loss_agg``, but BCE's backward clamps the denominator
+    p(1-p), so a saturated softmax (p exactly 0 or 1) gives a finite gradient instead of
+    NaN (log(0) followed by a clamp propagates 0 * inf = NaN). Runs here are long enough
+    to hit that.
+    """
+    mask = labels > 0                                             # [B, C]
+    p_act, p_bg = score_agg.chunk(2, dim=1)                       # [B, C] each
+    bce = (F.binary_cross_entropy(p_act, torch.ones_like(p_act), reduction="none")
+           + F.binary_cross_entropy(p_bg, torch.zeros_like(p_bg), reduction="none"))
+    per_video = (bce * mask).sum(dim=1) / (2 * mask.sum(dim=1)).clamp(min=1)
+    return per_video[mask.any(dim=1)].mean()
+
+
+def total_loss(out: dict, labels: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
+    """ECM's weighted total (``ecmlib.losses``), with L_agg from :func:`loss_agg_bce`."""
+    terms = compute_losses(out, labels, cfg)
+    return (cfg.w_pre * terms["loss_pre"] + cfg.w_post * terms["loss_post"]
+            + cfg.w_eq * terms["loss_eq"] + cfg.w_agg * loss_agg_bce(out["score_agg"], labels))
 
 
 def evaluate(model: ECMNet, test, gt, params: LocalizeParams, batch: int = 64) -> dict:
@@ -104,7 +128,9 @@ def train_once(spec, seed: int, epochs: int, eval_every: int, hidden: int, batch
         for i in range(0, len(order), batch):
             idx = torch.from_numpy(order[i:i + batch])
             out = model(x_all[idx], y_all[idx])
-            loss = compute_losses(out, y_all[idx], loss_cfg)["loss_total"]
+            loss = total_loss(out, y_all[idx], loss_cfg)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {float(loss)} at epoch {epoch}")
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -142,12 +168,25 @@ def main(argv: list[str] | None = None) -> int:
     base = get_spec(args.preset).replace(**parse_knobs(args.set))
     if base.dataset != "THUMOS14":
         p.error(f"calibration uses the THUMOS14 protocol; {args.preset!r} is {base.dataset}")
-    results = []
+    results: list[dict] = []
+
+    def save(rows: list[dict]) -> None:
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps({"args": vars(args), "results": rows},
+                                                  indent=1) + "\n")
+
     for ab in args.ablate:
         spec = base if ab == "none" else base.ablate(*ab.split("+"))
         print(f"== {spec.name}", flush=True)
-        res = train_once(spec, args.seed, args.epochs, args.eval_every, args.hidden,
-                         args.batch, args.lr, args.train_seed, args.threads)
+        try:
+            res = train_once(spec, args.seed, args.epochs, args.eval_every, args.hidden,
+                             args.batch, args.lr, args.train_seed, args.threads)
+        except (FloatingPointError, ValueError) as err:  # NaN loss or NaN CAS
+            print(f"   {ab}: diverged ({err})", flush=True)
+            results.append({"ablate": ab, "spec": spec.name, "diverged": str(err)})
+            save(results)
+            continue
         res["ablate"] = ab
         results.append(res)
         b, f = res["best"], res["final"]
@@ -155,12 +194,12 @@ def main(argv: list[str] | None = None) -> int:
               f" | final: {f['mAP@0.5']:.2f} / {f['avg0.1:0.7']:.2f} | untrained "
               f"{res['untrained']['mAP@0.5']:.2f} | gen {res['generate_s']}s train "
               f"{res['train_s']}s", flush=True)
-        if args.json:
-            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.json).write_text(json.dumps(
-                {"args": vars(args), "results": results}, indent=1) + "\n")
+        save(results)
     print("\nablate        best mAP@0.5  best avg0.1:0.7  final mAP@0.5  final avg")
     for r in results:
+        if "diverged" in r:
+            print(f"{r['ablate']:12s}  diverged: {r['diverged']}")
+            continue
         b, f = r["best"], r["final"]
         print(f"{r['ablate']:12s}  {b['mAP@0.5']:12.2f}  {b['avg0.1:0.7']:15.2f}  "
               f"{f['mAP@0.5']:13.2f}  {f['avg0.1:0.7']:9.2f}")

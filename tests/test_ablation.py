@@ -179,7 +179,7 @@ def test_run_dirs_and_histories(tmp_path):
         A.collect_histories(str(tmp_path), [{"setting": "ecm", "seed": 5}])
 
 
-def test_a_diverged_run_is_a_result_not_a_crash(monkeypatch):
+def test_a_diverged_run_is_a_result_not_a_crash(monkeypatch, tmp_path):
     import ecmlib.train
 
     def diverge(*args, **kwargs):
@@ -200,6 +200,16 @@ def test_a_diverged_run_is_a_result_not_a_crash(monkeypatch):
         monkeypatch.setattr(ecmlib.train, "train", nan_weights)
         out = A.run_setting("no_leq", 0, "tiny", 5, 1)
         assert out["diverged"] == 1 and math.isnan(out["diverged_epoch"])
+
+        def nan_at_evaluation(*args, out_dir=None, **kwargs):
+            out_dir.mkdir(parents=True)
+            (out_dir / "history.csv").write_text("epoch,loss_total\n1,3.0\n2,2.5\n")
+            raise RuntimeError("the model's scores or CAS are NaN/inf: training diverged; "
+                               "lower train.lr or check the features")
+
+        monkeypatch.setattr(ecmlib.train, "train", nan_at_evaluation)
+        out = A.run_setting("no_leq", 0, "tiny", 5, 1, runs_root=str(tmp_path))
+        assert out["diverged"] == 1 and out["diverged_epoch"] == 3
 
         def other(*args, **kwargs):
             raise RuntimeError("something else")

@@ -191,3 +191,14 @@ def test_official_checkpoint_roundtrip_and_mismatch(tmp_path: Path) -> None:
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="cannot read checkpoint"):
         load_checkpoint(junk)
+
+
+def test_loss_agg_gradient_stays_finite_when_softmax_saturates() -> None:
+    # A score_agg entry that underflowed to exactly 0 (or 1) must not turn the step into NaN.
+    logits = torch.tensor([[200.0, -200.0, -200.0, -200.0]], requires_grad=True)
+    agg = torch.softmax(logits, dim=1)
+    assert agg[0, 1].item() == 0.0
+    loss = loss_agg(agg, torch.tensor([[0.0, 1.0]]))
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+    assert loss.item() == pytest.approx(50.0)   # (BCE clamp 100 + 0) / 2

@@ -236,11 +236,11 @@ def test_ablation_bars_count_runs_without_a_value():
     from ecmlib.workbook import aggregate
     table = aggregate(records.to_dict("records"), ["setting"])
     ax = P.plot_ablation_bars(table, "mAP@0.5", records=records)
-    assert [t.get_text() for t in ax.texts] == ["2/3 diverged"]
+    assert [t.get_text() for t in ax.texts] == ["2/3\ndiverged"]
     all_nan = records.assign(**{"mAP@0.5": np.nan})
     ax = P.plot_ablation_bars(aggregate(all_nan.to_dict("records"), ["setting"], metrics=["mAP@0.5"]),
                               "mAP@0.5", records=all_nan.drop(columns="diverged"))
-    assert [t.get_text() for t in ax.texts] == ["3/3 missing", "3/3 missing"]
+    assert [t.get_text() for t in ax.texts] == ["3/3\nmissing", "3/3\nmissing"]
 
 
 def test_setting_curves_one_line_per_setting():
