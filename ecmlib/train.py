@@ -51,9 +51,9 @@ from .model import ECMNet, check_compatible, load_checkpoint
 DEFAULT_SYNTHETIC = {"THUMOS14": "thumos14-mini", "ActivityNet1.2": "anet12-mini",
                      "ActivityNet1.3": "anet13-mini"}
 SYNTHETIC_OVERRIDES: dict[str, dict[str, Any]] = {
-    "thumos14-mini": {"hidden_dim": 256, "epochs": 60, "eval_every": 5},
-    "anet12-mini": {"hidden_dim": 256, "epochs": 36, "eval_every": 4},
-    "anet13-mini": {"hidden_dim": 256, "epochs": 36, "eval_every": 4},
+    "thumos14-mini": {"hidden_dim": 128, "epochs": 100, "eval_every": 5},
+    "anet12-mini": {"hidden_dim": 128, "epochs": 36, "eval_every": 4},
+    "anet13-mini": {"hidden_dim": 128, "epochs": 36, "eval_every": 4},
     "tiny": {"hidden_dim": 32, "epochs": 10, "eval_every": 5, "batch_size": 16},
     "thumos14-full": {},
 }

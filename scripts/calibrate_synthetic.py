@@ -46,10 +46,10 @@ _THUMOS_TIOU = np.linspace(0.1, 0.9, 9)
 def loss_agg_bce(score_agg: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """L_agg with torch's BCE, as the authors' code computes it (``nn.BCELoss``).
 
-    Same value as ``ecmlib.losses.loss_agg``, but BCE's backward clamps the denominator
-    p(1-p), so a saturated softmax (p exactly 0 or 1) gives a finite gradient instead of
-    NaN (log(0) followed by a clamp propagates 0 * inf = NaN). Runs here are long enough
-    to hit that.
+    Same value as ``ecmlib.losses.loss_agg``; BCE's backward clamps the denominator
+    p(1-p), so a saturated softmax (p exactly 0 or 1) gives a finite gradient. Kept here
+    (rather than the project's loss, which was fixed to behave the same) so the figures
+    in ``ecmlib/synthetic.py`` rerun with exactly the code that produced them.
     """
     mask = labels > 0                                             # [B, C]
     p_act, p_bg = score_agg.chunk(2, dim=1)                       # [B, C] each
