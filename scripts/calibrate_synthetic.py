@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -43,27 +42,9 @@ from ecmlib.synthetic import FACTORS, generate, get_spec, parse_knobs  # noqa: E
 _THUMOS_TIOU = np.linspace(0.1, 0.9, 9)
 
 
-def loss_agg_bce(score_agg: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """L_agg with torch's BCE, as the authors' code computes it (``nn.BCELoss``).
-
-    Same value as ``ecmlib.losses.loss_agg``; BCE's backward clamps the denominator
-    p(1-p), so a saturated softmax (p exactly 0 or 1) gives a finite gradient. Kept here
-    (rather than the project's loss, which was fixed to behave the same) so the figures
-    in ``ecmlib/synthetic.py`` rerun with exactly the code that produced them.
-    """
-    mask = labels > 0                                             # [B, C]
-    p_act, p_bg = score_agg.chunk(2, dim=1)                       # [B, C] each
-    bce = (F.binary_cross_entropy(p_act, torch.ones_like(p_act), reduction="none")
-           + F.binary_cross_entropy(p_bg, torch.zeros_like(p_bg), reduction="none"))
-    per_video = (bce * mask).sum(dim=1) / (2 * mask.sum(dim=1)).clamp(min=1)
-    return per_video[mask.any(dim=1)].mean()
-
-
 def total_loss(out: dict, labels: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
-    """ECM's weighted total (``ecmlib.losses``), with L_agg from :func:`loss_agg_bce`."""
-    terms = compute_losses(out, labels, cfg)
-    return (cfg.w_pre * terms["loss_pre"] + cfg.w_post * terms["loss_post"]
-            + cfg.w_eq * terms["loss_eq"] + cfg.w_agg * loss_agg_bce(out["score_agg"], labels))
+    """ECM's weighted total, exactly as ``ecmlib.losses`` computes it (L_agg via torch's BCE)."""
+    return compute_losses(out, labels, cfg)["loss_total"]
 
 
 def evaluate(model: ECMNet, test, gt, params: LocalizeParams, batch: int = 64) -> dict:
