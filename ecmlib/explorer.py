@@ -459,9 +459,9 @@ def load_test_split(cfg: ExperimentConfig, max_videos: int | None = None) -> Fea
         # Only the test split is read (load_data would read the large train split too);
         # feat_dim is enforced by the reader, the class count is checked here.
         from .data import load_split
-        from .train import _gt_path
+        from .train import ground_truth_path
         test = load_split(d.data_root, d.dataset, d.test_split, cfg.model.num_snippets,
-                          feat_dim=cfg.model.feat_dim, layout=d.layout, gt=_gt_path(cfg))
+                          feat_dim=cfg.model.feat_dim, layout=d.layout, gt=ground_truth_path(cfg))
         if test.num_classes != cfg.model.num_classes:
             raise ValueError(f"{test.source}: {test.num_classes} classes but the model has "
                              f"{cfg.model.num_classes}")

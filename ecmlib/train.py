@@ -120,7 +120,7 @@ def load_data(cfg: ExperimentConfig) -> tuple[FeatureSet, FeatureSet]:
     d = cfg.data
     if d.data_root:
         from .data import load_split
-        gt = _gt_path(cfg)
+        gt = ground_truth_path(cfg)
         sets = tuple(load_split(d.data_root, d.dataset, split, cfg.model.num_snippets,
                                 feat_dim=cfg.model.feat_dim, layout=d.layout, gt=gt)
                      for split in (d.train_split, d.test_split))
@@ -144,7 +144,8 @@ def load_data(cfg: ExperimentConfig) -> tuple[FeatureSet, FeatureSet]:
     return sets  # type: ignore[return-value]
 
 
-def _gt_path(cfg: ExperimentConfig) -> Path:
+def ground_truth_path(cfg: ExperimentConfig) -> Path:
+    """The ground-truth JSON in data/ for the config's dataset and variant."""
     from .data import DATASETS, default_data_dir
     folder = DATASETS[cfg.data.dataset]["folder"]
     name = "gt.json" if cfg.data.gt_variant == "official" else f"gt_{cfg.data.gt_variant}.json"
@@ -163,7 +164,7 @@ def ground_truth_for(cfg: ExperimentConfig, test_set: FeatureSet) -> GroundTruth
         keep = set(test_set.names)
         gt = {**gt, "database": {k: v for k, v in gt["database"].items() if k in keep}}
     return ground_truth_from_dict(gt, cfg.data.gt_subset, classes=test_set.classes,
-                                  source=str(_gt_path(cfg).name))
+                                  source=str(ground_truth_path(cfg).name))
 
 
 # -- inference and evaluation --------------------------------------------------------------
