@@ -202,23 +202,15 @@ def _pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 @torch.no_grad()
 def _cas_and_weights(model: ECMNet, features: np.ndarray | torch.Tensor, labels: np.ndarray,
                      batch_size: int = 64) -> tuple[np.ndarray, np.ndarray] | None:
-    """(CAS [N, C, T], aggregation weights [N, C, T]) in eval mode; None for a pre-only model."""
+    """(CAS [N, C, T], aggregation weights [N, C, T]) in eval mode; None for a pre-only model.
+
+    ``labels`` is unused (the weights do not depend on them); kept for the callers.
+    """
     if model.cfg.streams == "pre":
         return None
-    device = next(model.parameters()).device
-    x_all, y_all = torch.as_tensor(features), torch.as_tensor(labels)
-    was_training = model.training
-    model.eval()
-    cas, weights = [], []
-    try:
-        for i in range(0, x_all.shape[0], batch_size):
-            x = x_all[i:i + batch_size].to(device)
-            out = model(x, y_all[i:i + batch_size].to(device), background=False)
-            cas.append(out["cas"].float().cpu())
-            weights.append(out["aggregation_weights"].float().cpu())
-    finally:
-        model.train(was_training)
-    return torch.cat(cas).numpy(), torch.cat(weights).numpy()
+    from .train import predict
+    _, cas, weights = predict(model, features, batch_size, weights=True)
+    return cas, weights
 
 
 def transition_consistency(model: ECMNet, features: np.ndarray | torch.Tensor, labels: np.ndarray,

@@ -306,36 +306,12 @@ class VideoAnalysis:
         return self._map_cache[p]
 
 
-@torch.no_grad()
-def _forward_outputs(model: torch.nn.Module, features: np.ndarray,
-                     batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(softmax video scores [N, C], CAS [N, C, T], aggregation weights [N, C, T]), dropout off.
-
-    Uses the model's pieces rather than ``forward``: the weights a exist for every stream
-    setting there, and the scores equal ``model.infer``'s.
-    """
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    scores, cas, weights = [], [], []
-    try:
-        for i in range(0, features.shape[0], batch_size):
-            x = torch.as_tensor(features[i:i + batch_size]).to(device)  # [B, D, T]
-            h, a_cas = model.cas(x)                                     # [B, H, T], [B, C, T]
-            scores.append(torch.softmax(model.pre_scores(a_cas), dim=1).float().cpu())
-            cas.append(a_cas.float().cpu())
-            weights.append(model.aggregation_weights(h, a_cas).float().cpu())
-    finally:
-        model.train(was_training)
-    return torch.cat(scores).numpy(), torch.cat(cas).numpy(), torch.cat(weights).numpy()
-
-
 def analyse_split(model: torch.nn.Module, feature_set: FeatureSet, cfg: ExperimentConfig,
                   gt: GroundTruth | None = None, batch_size: int = 64) -> VideoAnalysis:
     """Run ``model`` once over ``feature_set`` and keep what the explorer needs."""
-    from .train import ground_truth_for
+    from .train import ground_truth_for, predict
     gt = gt or ground_truth_for(cfg, feature_set)
-    scores, cas, weights = _forward_outputs(model, feature_set.features, batch_size)
+    scores, cas, weights = predict(model, feature_set.features, batch_size, weights=True)
     return VideoAnalysis(list(feature_set.names), list(feature_set.classes), scores, cas,
                          weights, feature_set.frame_num, feature_set.fps, feature_set.duration,
                          gt, cfg.localize, labels=feature_set.labels)

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from .config import ExperimentConfig, preset
-from .data import FeatureSet, load_annotations
+from .data import THUMOS14_CLASSES, FeatureSet, load_annotations
 from .evaluation import (DetectionResult, GroundTruth, Predictions, classification_map,
                          evaluate_detection, format_table, ground_truth_from_dict,
                          predictions_from_arrays)
@@ -171,19 +171,27 @@ def ground_truth_for(cfg: ExperimentConfig, test_set: FeatureSet) -> GroundTruth
 
 @torch.no_grad()
 def predict(model: ECMNet, features: torch.Tensor | np.ndarray, batch_size: int = 64,
-            device: torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(softmax video scores [N, C], raw CAS [N, C, T]) for every video, dropout off."""
+            device: torch.device | None = None, weights: bool = False) -> tuple[np.ndarray, ...]:
+    """(softmax video scores [N, C], raw CAS [N, C, T]) for every video, dropout off.
+
+    With ``weights`` the post stream's aggregation weights a [N, C, T] are returned third
+    (they exist for every stream setting; the explorer draws them).
+    """
     device = device or next(model.parameters()).device
     x_all = torch.as_tensor(features)
-    scores, cas = [], []
+    outs: list[list[torch.Tensor]] = [[], [], []]
     was_training = model.training
     model.eval()
-    for i in range(0, x_all.shape[0], batch_size):
-        s, a = model.infer(x_all[i:i + batch_size].to(device, non_blocking=True))
-        scores.append(s.float().cpu())
-        cas.append(a.float().cpu())
-    model.train(was_training)
-    return torch.cat(scores).numpy(), torch.cat(cas).numpy()
+    try:
+        for i in range(0, x_all.shape[0], batch_size):
+            h, cas = model.cas(x_all[i:i + batch_size].to(device, non_blocking=True))
+            outs[0].append(torch.softmax(model.pre_scores(cas), dim=1).float().cpu())
+            outs[1].append(cas.float().cpu())
+            if weights:
+                outs[2].append(model.aggregation_weights(h, cas).float().cpu())
+    finally:
+        model.train(was_training)
+    return tuple(torch.cat(o).numpy() for o in outs if o)
 
 
 def detect(scores: np.ndarray, cas: np.ndarray, fs: FeatureSet,
@@ -228,10 +236,7 @@ def evaluate_model(model: ECMNet, test_set: FeatureSet, cfg: ExperimentConfig,
 # -- results files --------------------------------------------------------------------------
 
 THUMOS101_INDEX = dict(zip(
-    ["BaseballPitch", "BasketballDunk", "Billiards", "CleanAndJerk", "CliffDiving",
-     "CricketBowling", "CricketShot", "Diving", "FrisbeeCatch", "GolfSwing", "HammerThrow",
-     "HighJump", "JavelinThrow", "LongJump", "PoleVault", "Shotput", "SoccerPenalty",
-     "TennisSwing", "ThrowDiscus", "VolleyballSpiking"],
+    THUMOS14_CLASSES,
     [7, 9, 12, 21, 22, 23, 24, 26, 31, 33, 36, 40, 45, 51, 68, 79, 85, 92, 93, 97]))
 
 
