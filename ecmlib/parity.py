@@ -85,29 +85,47 @@ def golden_model(golden: Mapping[str, np.ndarray], source: str = "golden") -> tu
 
 
 def model_checks(golden: Mapping[str, np.ndarray], source: str = "golden") -> list[Check]:
-    """Training scores, losses, gradients and inference outputs of the model."""
+    """Training scores, losses, gradients and inference outputs of the model.
+
+    The training checks run twice: once with the post/background streams aggregating the
+    features (``train/``, ``grad/``) and once aggregating conv_1's taps (``taps:train/``,
+    ``taps:grad/``), the two code paths ``ECMNet.aggregate_taps`` chooses between.
+    """
     _require(golden, ["input/x", "input/cls_label", "train/score_pre", "train/score_post",
                       "train/score_agg", "train/losses", "infer/score", "infer/cas"], source)
     model, c = golden_model(golden, source)
     x = torch.from_numpy(golden["input/x"])
     labels = torch.from_numpy(golden["input/cls_label"])
+    checks: list[Check] = []
+    for prefix, taps in (("", False), ("taps:", True)):
+        model.aggregate_taps = taps
+        model.zero_grad(set_to_none=True)
+        checks += _train_checks(model, x, labels, c, golden, source, prefix)
+    score, cas = model.infer(x)
+    checks.append(Check("infer/score", relative_error(score.numpy(), golden["infer/score"]), REL_TOL))
+    checks.append(Check("infer/cas", relative_error(cas.numpy(), golden["infer/cas"]), REL_TOL))
+    return checks
+
+
+def _train_checks(model: ECMNet, x: torch.Tensor, labels: torch.Tensor, c: dict,
+                  golden: Mapping[str, np.ndarray], source: str, prefix: str) -> list[Check]:
+    """Scores, losses and gradients of one training forward/backward against the golden file."""
     out = model(x, labels)  # eval mode (dropout off), background stream on
     terms = compute_losses(out, labels, LossConfig(*c["loss_coefs"]))
     terms["loss_total"].backward()
-    checks = [Check(f"train/{k}", relative_error(out[o].detach().numpy(), golden[f"train/{k}"]), REL_TOL)
+    checks = [Check(f"{prefix}train/{k}", relative_error(out[o].detach().numpy(),
+                                                         golden[f"train/{k}"]), REL_TOL)
               for k, o in (("score_pre", "pre_scores"), ("score_post", "post_scores"),
                            ("score_agg", "score_agg"))]
     losses = np.array([terms[k].item() for k in ("loss_pre", "loss_post", "loss_eq", "loss_agg",
                                                   "loss_total")])
-    checks += [Check(f"train/losses[{name}]", relative_error(losses[i], golden["train/losses"][i]),
-                     REL_TOL) for i, name in enumerate(("pre", "post", "eq", "agg", "total"))]
+    checks += [Check(f"{prefix}train/losses[{name}]",
+                     relative_error(losses[i], golden["train/losses"][i]), REL_TOL)
+               for i, name in enumerate(("pre", "post", "eq", "agg", "total"))]
     for name, p in model.named_parameters():
         _require(golden, [f"grad/{name}"], source)
-        checks.append(Check(f"grad/{name}", relative_error(p.grad.numpy(), golden[f"grad/{name}"]),
-                            REL_TOL))
-    score, cas = model.infer(x)
-    checks.append(Check("infer/score", relative_error(score.numpy(), golden["infer/score"]), REL_TOL))
-    checks.append(Check("infer/cas", relative_error(cas.numpy(), golden["infer/cas"]), REL_TOL))
+        checks.append(Check(f"{prefix}grad/{name}",
+                            relative_error(p.grad.numpy(), golden[f"grad/{name}"]), REL_TOL))
     return checks
 
 

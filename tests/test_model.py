@@ -19,20 +19,21 @@ GOLDEN = [DATA / "official_thumos_s1.npz", DATA / "official_anet_s2.npz"]
 @pytest.mark.parametrize("path", GOLDEN, ids=lambda p: p.stem)
 def test_model_matches_official_code(path: Path) -> None:
     checks = model_checks(load_golden(path), str(path))
-    assert len(checks) == 3 + 5 + 7 + 2
+    assert len(checks) == 2 * (3 + 5 + 7) + 2          # training checks on both paths
+    assert sum(c.name.startswith("taps:") for c in checks) == 3 + 5 + 7
     bad = [(c.name, c.error) for c in checks if not c.ok]
     assert not bad, bad
 
 
 def small_model(**kw) -> ECMNet:
     torch.manual_seed(0)
-    cfg = ModelConfig(feat_dim=8, hidden_dim=12, num_classes=4, num_snippets=10,
-                      topk_ratio=0.3, dropout=0.0, **kw)
+    cfg = ModelConfig(**{"feat_dim": 8, "hidden_dim": 12, "num_classes": 4, "num_snippets": 10,
+                         "topk_ratio": 0.3, "dropout": 0.0, **kw})
     return ECMNet(cfg).eval()
 
 
 def conv_trunk(model: ECMNet, x: torch.Tensor) -> torch.Tensor:
-    """The trunk with plain k=3 convolutions (the model computes conv_1 through its taps)."""
+    """The trunk with plain k=3 convolutions and no dropout."""
     t = model.base_module
     y = torch.nn.functional.leaky_relu(t.conv_1(x), 0.01)
     return torch.nn.functional.leaky_relu(t.conv_2(y), 0.01)
@@ -43,6 +44,35 @@ def test_tap_trunk_equals_convolution() -> None:
     for length in (1, 2, 3, 10):
         x = torch.rand(2, 8, length)
         torch.testing.assert_close(model.base_module(x), conv_trunk(model, x), rtol=1e-5, atol=1e-6)
+        h, z = model.base_module.forward_taps(x)
+        torch.testing.assert_close(h, conv_trunk(model, x), rtol=1e-5, atol=1e-6)
+        assert z.shape == (2, 3, 12, length)
+        # Rows: the same sequences channels-last along dim 1, through conv_1's row taps.
+        rows = x.transpose(1, 2)[:, :, None]                     # [2, L, 1, 8]
+        got = model.base_module.forward_rows(model.base_module.row_taps(rows))[:, :, 0]
+        torch.testing.assert_close(got, conv_trunk(model, x).transpose(1, 2), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("tap_dim, seq_dim", [(1, 3), (-2, 1), (3, 1)])
+def test_sum_taps_gradient(tap_dim: int, seq_dim: int) -> None:
+    from ecmlib.model import _sum_taps
+    shape = [2, 4, 5, 3] if tap_dim == 3 else ([2, 3, 4, 5] if tap_dim == 1 else [2, 5, 4, 3, 2])
+    z = torch.rand(*shape, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: _sum_taps(t, tap_dim, seq_dim), (z,))
+    for length in (1, 2):                                   # edges: no neighbours / one
+        short = z.detach().narrow(seq_dim, 0, length).clone().requires_grad_()
+        assert torch.autograd.gradcheck(lambda t: _sum_taps(t, tap_dim, seq_dim), (short,))
+
+
+def test_sum_taps_is_shifted_sum() -> None:
+    from ecmlib.model import _sum_taps
+    z = torch.arange(2 * 3 * 4, dtype=torch.float32).view(2, 3, 1, 4)   # [N, tap, H, T]
+    out = _sum_taps(z, tap_dim=1, seq_dim=3)[0, 0]
+    t0, t1, t2 = z[0, 0, 0], z[0, 1, 0], z[0, 2, 0]
+    expected = t1.clone()
+    expected[1:] += t0[:-1]
+    expected[:-1] += t2[1:]
+    assert out.tolist() == expected.tolist()
 
 
 def reference_background(model: ECMNet, x: torch.Tensor, a: torch.Tensor,
@@ -69,8 +99,10 @@ def reference_background(model: ECMNet, x: torch.Tensor, a: torch.Tensor,
     return out
 
 
-def test_batched_background_equals_per_video_loops() -> None:
+@pytest.mark.parametrize("taps", [False, True], ids=["features", "taps"])
+def test_batched_background_equals_per_video_loops(taps: bool) -> None:
     model = small_model()
+    model.aggregate_taps = taps
     x = torch.rand(3, 8, 10)
     labels = torch.tensor([[1, 0, 0, 1], [0, 1, 0, 0], [1, 1, 1, 0]], dtype=torch.float32)
     with torch.no_grad():
@@ -79,12 +111,13 @@ def test_batched_background_equals_per_video_loops() -> None:
     torch.testing.assert_close(out["background_scores"], ref, rtol=1e-5, atol=1e-6)
 
 
-def test_post_scores_equal_explicit_group_sums() -> None:
+@pytest.mark.parametrize("taps", [False, True], ids=["features", "taps"])
+def test_post_scores_equal_explicit_group_sums(taps: bool) -> None:
     model = small_model()
     x = torch.rand(2, 8, 10)
     with torch.no_grad():
         a = torch.rand(2, 4, 10)
-        got = model.post_scores(x, a)
+        got = model.post_scores(model.base_module.taps(x) if taps else x, a)
         w = model.classifier_module.conv.weight[:, :, 0]
         for b in range(2):
             for c in range(4):
@@ -202,3 +235,26 @@ def test_loss_agg_gradient_stays_finite_when_softmax_saturates() -> None:
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
     assert loss.item() == pytest.approx(50.0)   # (BCE clamp 100 + 0) / 2
+
+
+def test_aggregation_paths_agree_in_training() -> None:
+    """Features path and taps path: same outputs and gradients with dropout on (same seed)."""
+    results = []
+    for taps in (False, True):
+        model = small_model(dropout=0.5).train()
+        model.aggregate_taps = taps
+        x = torch.rand(3, 8, 11, generator=torch.Generator().manual_seed(1))   # T not a multiple of G
+        labels = torch.tensor([[1, 0, 0, 1], [0, 1, 0, 0], [1, 1, 1, 0]], dtype=torch.float32)
+        out = model(x, labels)
+        compute_losses(out, labels, LossConfig())["loss_total"].backward()
+        results.append((out, {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (o1, g1), (o2, g2) = results
+    for k in ("pre_scores", "post_scores", "score_agg", "background_scores"):
+        torch.testing.assert_close(o1[k], o2[k], rtol=1e-5, atol=1e-6)
+    for n in g1:
+        torch.testing.assert_close(g1[n], g2[n], rtol=1e-4, atol=1e-6)
+
+
+def test_aggregation_path_follows_model_size() -> None:
+    assert not ECMNet(ModelConfig(feat_dim=256, hidden_dim=128)).aggregate_taps
+    assert ECMNet(ModelConfig(feat_dim=2048, hidden_dim=512)).aggregate_taps
