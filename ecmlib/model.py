@@ -79,9 +79,10 @@ class Trunk(nn.Module):
     its three per-tap projections z_k = W_k x (one 1x1 convolution to 3H channels, the
     same FLOPs as the k=3 convolution) that are then shifted and summed. The taps are
     returned because conv_1 is linear: conv_1 of a weighted group sum of snippets equals
-    the same weighted group sum of their tap projections. The post and background streams
-    therefore aggregate z (3H wide) instead of x and never run conv_1 again
-    (``forward_rows``), which removes most of their cost.
+    the same weighted group sum of their tap projections. At large widths the post and
+    background streams therefore aggregate z (3H wide) instead of x and never run conv_1
+    on their rows (``ECMNet.aggregate_taps``); ``forward_rows`` finishes the trunk on the
+    aggregated taps either way.
     """
 
     def __init__(self, feat_dim: int, hidden_dim: int, dropout: float) -> None:
@@ -253,9 +254,9 @@ class ECMNet(nn.Module):
         """Group sums F[n, g, c] = sum_{t = g mod G} weights[n, c, t] x[n, :, t].
 
         x: [N, D', T] per-snippet vectors (features or conv_1 taps), weights: [N, C', T]
-        -> [N, G, C', D'] (channels last,
-        the groups as a length-G sequence along dim 1). Time is folded into (T/G, G) so
-        each group is one batched matmul over its own snippets.
+        -> [N, G, C', D'] (channels last, the groups as a length-G sequence along dim 1).
+        Time is folded into (T/G, G) so each group is one batched matmul over its own
+        snippets.
         """
         n, d, t = x.shape
         c, g = weights.shape[1], self.cfg.groups
@@ -354,11 +355,11 @@ class ECMNet(nn.Module):
         if x.dim() != 3 or x.shape[1] != self.cfg.feat_dim:
             raise ValueError(f"features must be [B, {self.cfg.feat_dim}, T], got {tuple(x.shape)}")
         if labels is not None and self.cfg.streams != "pre" and self.aggregate_taps:
-            h, z = self.base_module.forward_taps(x)               # [B, H, T], [B, 3, H, T]
+            h, src = self.base_module.forward_taps(x)             # [B, H, T], taps [B, 3, H, T]
             cas = self.classifier_module(h)                       # [B, C, T]
         else:
             h, cas = self.cas(x)
-            z = x                                                 # aggregate the features
+            src = x                                               # the streams aggregate x
         out: dict[str, torch.Tensor] = {"cas": cas}
         s_pre = self.pre_scores(cas)                              # [B, C]
         if labels is None:
@@ -370,11 +371,11 @@ class ECMNet(nn.Module):
         a = self.aggregation_weights(h, cas)                      # [B, C, T]
         out["aggregation_weights"] = a
         if background:
-            out["post_scores"], s_bg = self.post_and_background_scores(z, a, labels)
+            out["post_scores"], s_bg = self.post_and_background_scores(src, a, labels)
             out["background_scores"] = s_bg
             out["score_agg"] = torch.softmax(torch.cat([out["post_scores"], s_bg], dim=1), dim=1)
         else:
-            out["post_scores"] = self.post_scores(z, a)
+            out["post_scores"] = self.post_scores(src, a)
         return out
 
     @torch.no_grad()
