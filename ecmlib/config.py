@@ -33,6 +33,9 @@ class DataConfig:
     data_root: str | None = None      # real features; None = the synthetic benchmark
     synthetic: str | None = None      # synthetic preset name, e.g. 'thumos14-mini'
     synthetic_seed: int = 0
+    # SyntheticSpec knob changes on top of the preset, e.g. ('context_strength=2.0',):
+    # a generated world of its own (the difficulty study of notebook 07).
+    synthetic_knobs: tuple[str, ...] = ()
     layout: str = "auto"              # official | wtalc | basnet | npy | auto
     train_split: str = "val"          # on-disk split names
     test_split: str = "test"

@@ -125,10 +125,13 @@ def load_data(cfg: ExperimentConfig) -> tuple[FeatureSet, FeatureSet]:
                                 feat_dim=cfg.model.feat_dim, layout=d.layout, gt=gt)
                      for split in (d.train_split, d.test_split))
     else:
-        from .synthetic import generate
+        from .synthetic import generate, get_spec, parse_knobs
         if not d.synthetic:
             raise ValueError("config has neither data.data_root nor data.synthetic")
-        out = generate(d.synthetic, seed=d.synthetic_seed, splits=[d.train_split, d.test_split])
+        spec = get_spec(d.synthetic)
+        if d.synthetic_knobs:
+            spec = spec.replace(**parse_knobs(d.synthetic_knobs))
+        out = generate(spec, seed=d.synthetic_seed, splits=[d.train_split, d.test_split])
         sets = (out[d.train_split], out[d.test_split])
     for fs in sets:
         if fs.feat_dim != cfg.model.feat_dim or fs.num_snippets != cfg.model.num_snippets:
