@@ -1,4 +1,5 @@
-"""``python -m ecmlib <command>``: parity, evaluate, synth, train, eval, workbook, sweep.
+"""``python -m ecmlib <command>``: parity, evaluate, synth, train, eval, workbook, sweep,
+record, report.
 
 Each command is a thin wrapper: the work lives in the module named in its help, so a
 notebook can call the same function.
@@ -41,6 +42,16 @@ def _workbook(argv: list[str]) -> int:
     return workbook_main(argv)
 
 
+def _record(argv: list[str]) -> int:
+    from .record import record_main
+    return record_main(argv)
+
+
+def _report(argv: list[str]) -> int:
+    from .record import report_main
+    return report_main(argv)
+
+
 def _sweep(argv: list[str]) -> int:
     from .workbook import sweep_main
     return sweep_main(argv)
@@ -81,7 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="number of epochs (default: the preset's)")
     p.add_argument("--out", help="run directory (default: runs/train-<dataset>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
-    p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint of ours")
+    p.add_argument("--resume", metavar="RUN",
+                   help="finish an interrupted run: RUN or RUN/last.pth continues in RUN "
+                        "(with --out: into a copy, RUN untouched); give the run's own "
+                        "options: another config is refused, except a larger --epochs "
+                        "(and --device / train.num_threads, with a warning)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
@@ -95,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Commands that parse their own argv (they own many options and are also called from code).
-PASSTHROUGH = {"synth": _synth, "workbook": _workbook, "sweep": _sweep}
+PASSTHROUGH = {"synth": _synth, "workbook": _workbook, "sweep": _sweep, "record": _record,
+               "report": _report}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,7 +44,8 @@ import numpy as np
 __all__ = [
     "GroundTruth", "Predictions", "DetectionResult", "load_ground_truth", "ground_truth_from_dict",
     "load_predictions", "predictions_from_arrays", "evaluate_detection", "classification_map",
-    "format_table", "parse_tiou", "run_evaluate", "parity_check_map", "THUMOS14_TIOU",
+    "format_table", "parse_tiou", "run_evaluate", "parity_check_map", "bootstrap_map",
+    "THUMOS14_TIOU",
     "ANET_TIOU", "MAP_TOLERANCE",
 ]
 
@@ -118,6 +119,12 @@ def _read_json(path: str | Path) -> Any:
             return json.load(fh)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text, so not a JSON file ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply to read") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def _parse_segment(value: Any, where: str, allow_reversed: bool = False) -> tuple[float, float]:
@@ -278,11 +285,22 @@ def predictions_from_arrays(video_names: Sequence[str] | np.ndarray, class_idx: 
         raise ValueError(f"{source}: video_names, class_idx, start, end and score must have "
                          f"the same length, got {[names.size] + [a.size for a in arrays]}")
     cls_raw, start_a, end_a, score_a = arrays
-    if cls_raw.size and not np.issubdtype(cls_raw.dtype, np.integer):
-        if not np.all(np.isfinite(cls_raw.astype(float))) or np.any(cls_raw % 1 != 0):
+
+    def as_float(a: np.ndarray, name: str) -> np.ndarray:
+        try:  # object / string arrays (e.g. from pandas) may hold anything
+            return a.astype(np.float64)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"{source}: {name} must hold numbers") from None
+
+    if np.issubdtype(cls_raw.dtype, np.integer):
+        cls = cls_raw.astype(np.int64)
+    else:
+        cls_f = as_float(cls_raw, "class_idx")
+        if not (np.isfinite(cls_f).all() and (cls_f % 1 == 0).all() and (abs(cls_f) < 2**62).all()):
             raise ValueError(f"{source}: class_idx must hold integers")
-    cls = cls_raw.astype(np.int64)
-    start_a, end_a, score_a = (a.astype(np.float64) for a in (start_a, end_a, score_a))
+        cls = cls_f.astype(np.int64)
+    start_a, end_a, score_a = (as_float(a, n) for a, n in ((start_a, "start"), (end_a, "end"),
+                                                            (score_a, "score")))
     for name, a in (("start", start_a), ("end", end_a), ("score", score_a)):
         bad = ~np.isfinite(a)
         if bad.any():
@@ -391,7 +409,11 @@ class DetectionResult:
 
 
 def _check_tiou(tiou_thresholds: Any) -> np.ndarray:
-    tiou = np.asarray(tiou_thresholds, dtype=np.float64).ravel()
+    try:
+        tiou = np.asarray(tiou_thresholds, dtype=np.float64).ravel()
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"tIoU thresholds must be a non-empty list in [0, 1], got "
+                         f"{tiou_thresholds!r:.80}") from None
     if tiou.size == 0 or not np.all(np.isfinite(tiou)) or tiou.min() < 0 or tiou.max() > 1:
         raise ValueError(f"tIoU thresholds must be a non-empty list in [0, 1], got {tiou}")
     return tiou
@@ -547,13 +569,19 @@ def _interpolated_ap(tp: np.ndarray, num_gt: int) -> np.ndarray:
     return np.where(step != 0, step * m_prec[:, 1:], 0.0).sum(axis=1)
 
 
-def evaluate_detection(gt: GroundTruth, preds: Predictions,
-                       tiou_thresholds: Any = THUMOS14_TIOU) -> DetectionResult:
-    """ActivityNet detection AP [K, C] and mAP [K] of ``preds`` against ``gt``.
+@dataclass
+class _Matching:
+    """Every prediction's true-positive flag per threshold, in per-class ranking order."""
 
-    See the module docstring for the exact rules (ranking ties, matching, AP, classes without
-    ground truth).
-    """
+    tiou: np.ndarray            # [K]
+    tp: np.ndarray              # [K, n] bool, predictions in ranking order
+    bounds: np.ndarray          # [C + 1] class c's predictions are tp[:, bounds[c]:bounds[c+1]]
+    p_vid: np.ndarray           # [n] ground-truth video index of each ranked prediction (-1: none)
+    num_gt: np.ndarray          # [C] instances per class
+
+
+def _match(gt: GroundTruth, preds: Predictions, tiou_thresholds: Any) -> _Matching:
+    """Rank and match ``preds`` against ``gt`` at every threshold (the reference's rules)."""
     tiou = _check_tiou(tiou_thresholds)
     num_classes, num_k = len(gt.classes), tiou.size
     if gt.num_instances == 0:
@@ -622,8 +650,20 @@ def evaluate_detection(gt: GroundTruth, preds: Predictions,
     tp = np.zeros(num_k * n, dtype=bool)
     tp[matched] = True
     tp = tp.reshape(num_k, n)
-
     num_gt = np.bincount(gt.class_idx, minlength=num_classes)
+    return _Matching(tiou, tp, bounds, p_vid, num_gt)
+
+
+def evaluate_detection(gt: GroundTruth, preds: Predictions,
+                       tiou_thresholds: Any = THUMOS14_TIOU) -> DetectionResult:
+    """ActivityNet detection AP [K, C] and mAP [K] of ``preds`` against ``gt``.
+
+    See the module docstring for the exact rules (ranking ties, matching, AP, classes without
+    ground truth).
+    """
+    m = _match(gt, preds, tiou_thresholds)
+    tiou, tp, bounds, num_gt = m.tiou, m.tp, m.bounds, m.num_gt
+    num_k, num_classes, n = tiou.size, len(gt.classes), len(preds)
     ap = np.full((num_k, num_classes), np.nan)
     for c in np.flatnonzero(num_gt):
         ap[:, c] = _interpolated_ap(tp[:, bounds[c]:bounds[c + 1]], int(num_gt[c]))
@@ -631,6 +671,64 @@ def evaluate_detection(gt: GroundTruth, preds: Predictions,
     summary = (f"{gt.dataset} {gt.subset}, {gt.num_videos} videos, {gt.num_instances} "
                f"instances ({_short_source(gt.source)})")
     return DetectionResult(tiou, ap, m_ap, list(gt.classes), num_gt, n, summary)
+
+
+def _weighted_ap(tp: np.ndarray, w: np.ndarray, num_gt: np.ndarray) -> np.ndarray:
+    """VOC-2011 AP of one class for each row of weights ``w`` [B, n] (``tp`` [n] flags).
+
+    A weight is how many times the prediction's video was drawn; ``num_gt`` [B] is the
+    class's instance count in each draw. NaN where a draw holds no instance of the class.
+    """
+    b, n = w.shape
+    tp_cum = np.cumsum(w * tp, axis=1)
+    seen = np.cumsum(w, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(seen > 0, tp_cum / seen, 0.0)
+        recall = tp_cum / num_gt[:, None]
+    m_prec = np.concatenate([np.zeros((b, 1)), precision, np.zeros((b, 1))], axis=1)
+    m_rec = np.concatenate([np.zeros((b, 1)), recall, np.ones((b, 1))], axis=1)
+    m_prec = np.maximum.accumulate(m_prec[:, ::-1], axis=1)[:, ::-1]
+    step = m_rec[:, 1:] - m_rec[:, :-1]
+    ap = np.where(step != 0, step * m_prec[:, 1:], 0.0).sum(axis=1)
+    return np.where(num_gt > 0, ap, np.nan)
+
+
+def bootstrap_map(gt: GroundTruth, preds: Predictions, tiou: float = 0.5, n_boot: int = 1000,
+                  seed: int = 0) -> np.ndarray:
+    """mAP@``tiou`` of ``n_boot`` bootstrap resamples of the test videos -> [n_boot].
+
+    Each resample draws the subset's videos with replacement; a video drawn k times counts
+    its instances and its predictions k times (matching is within a video, so it is done
+    once). A class without instances in a draw is left out of that draw's mean, as
+    evaluate_detection leaves out classes without ground truth. With every video drawn once
+    this is exactly evaluate_detection's mAP.
+    """
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    m = _match(gt, preds, [tiou])
+    rng = np.random.default_rng(seed)
+    num_videos = gt.num_videos
+    counts = rng.multinomial(num_videos, np.full(num_videos, 1.0 / num_videos), size=n_boot)
+    return _map_for_counts(gt, m, counts)
+
+
+def _map_for_counts(gt: GroundTruth, m: _Matching, counts: np.ndarray) -> np.ndarray:
+    """mAP per row of video multiplicities ``counts`` [B, V] (see bootstrap_map)."""
+    b = counts.shape[0]
+    # Instances per (draw, class): counts @ one-hot(video, class).
+    inst = np.zeros((gt.num_videos, len(gt.classes)))
+    np.add.at(inst, (gt.video_idx, gt.class_idx), 1.0)
+    num_gt = counts @ inst                                        # [B, C]
+    # Index -1: predictions for videos outside the subset stay false positives in every draw.
+    counts_ext = np.concatenate([counts, np.ones((b, 1))], axis=1)
+    ap = np.full((b, len(gt.classes)), np.nan)
+    for c in np.flatnonzero(m.num_gt):
+        lo, hi = m.bounds[c], m.bounds[c + 1]
+        w = counts_ext[:, m.p_vid[lo:hi]].astype(np.float64)      # [B, n_c]
+        ap[:, c] = _weighted_ap(m.tp[0, lo:hi], w, num_gt[:, c])
+    ap = ap[:, m.num_gt > 0]
+    present = ~np.isnan(ap)
+    return np.where(present, ap, 0.0).sum(axis=1) / np.maximum(present.sum(axis=1), 1)
 
 
 # --------------------------------------------------------------------------- classification

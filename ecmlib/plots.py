@@ -248,12 +248,14 @@ def plot_snippet_norms(norms: pd.DataFrame, ax: Axes | None = None,
     return ax
 
 
-def plot_foreground_background(fgbg: pd.DataFrame, ax: Axes | None = None) -> Axes:
+def plot_foreground_background(fgbg: pd.DataFrame, ax: Axes | None = None,
+                               jitter_seed: int = 0) -> Axes:
     """Mean snippet norm inside vs outside the actions, per video (``stats.foreground_background_norms``).
 
     A dot per video and region, split by source, with the region's mean as a bar outline;
     a large gap means the norm alone already localises, which real I3D features only
-    partly allow.
+    partly allow. The dots' horizontal jitter comes from ``jitter_seed`` (seaborn's own
+    jitter draws from numpy's global RNG), so the same data give the same figure bytes.
     """
     _require(fgbg, ["source", "region", "mean_norm"], "foreground/background norms")
     import seaborn as sns
@@ -262,8 +264,16 @@ def plot_foreground_background(fgbg: pd.DataFrame, ax: Axes | None = None) -> Ax
     order = ["foreground", "background"]
     sns.barplot(data=data, x="source", y="mean_norm", hue="region", hue_order=order, ax=ax,
                 errorbar=None, fill=False, legend=False)
+    before = len(ax.collections)
     sns.stripplot(data=data, x="source", y="mean_norm", hue="region", hue_order=order, ax=ax,
-                  dodge=True, size=2, alpha=0.5, jitter=0.2)
+                  dodge=True, size=2, alpha=0.5, jitter=False)
+    # seaborn's jitter=0.2 with two dodged hues: uniform in +-0.1 category widths, seeded here
+    rng = np.random.default_rng(jitter_seed)
+    for dots in ax.collections[before:]:
+        xy = np.asarray(dots.get_offsets(), dtype=float)
+        if len(xy) > 1:
+            xy[:, 0] += rng.uniform(-0.2 / len(order), 0.2 / len(order), size=len(xy))
+            dots.set_offsets(xy)
     ax.set_xlabel("")
     ax.set_ylabel("mean snippet norm per video")
     ax.set_title("Inside vs outside actions")
@@ -597,5 +607,77 @@ def plot_consistency_examples(examples: Mapping[str, tuple[np.ndarray, np.ndarra
             ax.get_legend().remove()
         if ax is not axes[-1, 0]:
             ax.set_xlabel("")
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------ results of record
+
+
+def plot_paired_differences(summary: pd.DataFrame, metric: str = "mAP@0.5",
+                            ax: Axes | None = None, baseline: str = "ecm") -> Axes:
+    """Forest plot: per setting, setting − ``baseline`` with its 95 % interval, one marker
+    per model selection (best epoch on test, last epoch, mean of the last five).
+
+    ``summary`` is :func:`ecmlib.record.paired_summary` output (fractions; shown in points).
+    """
+    _require(summary, ["setting", "selection", "metric", "diff", "diff_lo", "diff_hi"],
+             "paired summary")
+    s = summary[(summary["metric"] == metric) & (summary["setting"] != baseline)]
+    names = list(dict.fromkeys(s["setting"]))
+    ax = _new_ax(ax, (5.5, 0.55 * max(len(names), 1) + 1.4))
+    selections = list(dict.fromkeys(s["selection"]))
+    markers = {"best": "o", "last": "s", "last5": "D"}
+    offset = np.linspace(-0.22, 0.22, max(len(selections), 1))
+    colors = _palette(selections)
+    for j, sel in enumerate(selections):
+        part = s[s["selection"] == sel].set_index("setting").reindex(names)
+        y = np.arange(len(names)) + offset[j]
+        d = 100 * part["diff"].to_numpy(dtype=float)
+        lo = 100 * part["diff_lo"].to_numpy(dtype=float)
+        hi = 100 * part["diff_hi"].to_numpy(dtype=float)
+        err = np.vstack([np.nan_to_num(d - lo), np.nan_to_num(hi - d)])
+        ax.errorbar(d, y, xerr=err, fmt=markers.get(sel, "o"), ms=4, capsize=2, lw=1,
+                    color=colors[sel], label={"best": "best epoch (test-selected)",
+                                              "last": "last epoch",
+                                              "last5": "mean of last 5 evaluations"}.get(sel, sel))
+    ax.axvline(0.0, color="black", lw=0.8)
+    ax.set_yticks(np.arange(len(names)), names)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"Δ {metric} vs {baseline} (points, 95 % CI over paired seeds)")
+    ax.legend(fontsize="x-small", loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2,
+              frameon=False)
+    return ax
+
+
+def plot_world_differences(summary: pd.DataFrame, selection: str = "last",
+                           levels: Sequence[str] = ("off", "default", "strong")) -> Figure:
+    """Notebook 07: ECM − pre-only (points, 95 % CI) against each factor's level, one panel
+    per metric, one line per factor. ``summary`` is :func:`ecmlib.record.world_summary`."""
+    _require(summary, ["factor", "level", "selection", "metric", "diff", "diff_lo", "diff_hi"],
+             "world summary")
+    s = summary[summary["selection"] == selection]
+    metrics = list(dict.fromkeys(s["metric"]))
+    fig, axes = _subplots(1, max(len(metrics), 1), (5.0 * max(len(metrics), 1), 3.4))
+    factors = list(dict.fromkeys(s["factor"]))
+    colors = _palette(factors)
+    offset = np.linspace(-0.15, 0.15, max(len(factors), 1))
+    for ax, metric in zip(axes[0], metrics):
+        for j, factor in enumerate(factors):
+            part = s[(s["metric"] == metric) & (s["factor"] == factor)].set_index("level")
+            part = part.reindex(list(levels))
+            x = np.arange(len(levels)) + offset[j]
+            d = 100 * part["diff"].to_numpy(dtype=float)
+            lo = 100 * part["diff_lo"].to_numpy(dtype=float)
+            hi = 100 * part["diff_hi"].to_numpy(dtype=float)
+            err = np.vstack([np.nan_to_num(d - lo), np.nan_to_num(hi - d)])
+            ax.errorbar(x, d, yerr=err, marker="o", ms=4, capsize=2, lw=1.2,
+                        color=colors[factor], label=factor)
+        ax.axhline(0.0, color="black", lw=0.8)
+        ax.set_xticks(np.arange(len(levels)), list(levels))
+        ax.set_xlabel("level of the factor")
+        ax.set_ylabel(f"ECM − pre-only, {metric} (points)")
+        ax.set_title(f"{metric}, {selection} epoch (95 % CI over seeds)")
+        ax.legend(fontsize="x-small")
     fig.tight_layout()
     return fig

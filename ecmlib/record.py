@@ -80,6 +80,11 @@ class Cell:
     knobs: tuple[str, ...] = ()
     factor: str = ""      # notebook 07 only: the factor moved, and to which level
     level: str = ""
+    # The protocol (PROTOCOL's values by default; a quick check runs a tiny one).
+    preset: str = PROTOCOL["preset"]
+    epochs: int = PROTOCOL["epochs"]
+    eval_every: int = PROTOCOL["eval_every"]
+    threads: int = PROTOCOL["threads"]
 
     @property
     def world(self) -> str:
@@ -95,9 +100,8 @@ class Cell:
 
     def overrides(self) -> list[str]:
         """The ``--set`` values of the run, in a fixed order."""
-        out = [f"eval.eval_every={PROTOCOL['eval_every']}", f"train.seed={self.seed}",
-               f"data.synthetic_seed={self.data_seed}",
-               f"train.num_threads={PROTOCOL['threads']}"]
+        out = [f"eval.eval_every={self.eval_every}", f"train.seed={self.seed}",
+               f"data.synthetic_seed={self.data_seed}", f"train.num_threads={self.threads}"]
         out += [f"{k}={_text(v)}" for k, v in SETTINGS[self.setting].items()]
         if self.knobs:
             out.append("data.synthetic_knobs=" + ",".join(self.knobs))
@@ -105,8 +109,8 @@ class Cell:
 
     def argv(self) -> list[str]:
         """``train`` arguments after ``python -m ecmlib`` (no ``--out``)."""
-        return ["train", "--dataset", PROTOCOL["dataset"], "--synthetic", PROTOCOL["preset"],
-                "--epochs", str(PROTOCOL["epochs"]), "--quiet", "--set", *self.overrides()]
+        return ["train", "--dataset", PROTOCOL["dataset"], "--synthetic", self.preset,
+                "--epochs", str(self.epochs), "--quiet", "--set", *self.overrides()]
 
     def command(self) -> str:
         """The exact command line that reproduces this run (without ``--out``)."""
@@ -129,24 +133,33 @@ class Study:
         return f"{self.name}.csv"
 
 
-def _seed_major(settings: Sequence[str], seeds: Iterable[int], data_seed: int = 0) -> list[Cell]:
-    return [Cell(s, seed, data_seed) for seed in seeds for s in settings]
+def _seed_major(settings: Sequence[str], seeds: Iterable[int], data_seed: int,
+                protocol: dict[str, Any]) -> list[Cell]:
+    return [Cell(s, seed, data_seed, **protocol) for seed in seeds for s in settings]
 
 
-def studies(seeds: int = 5, data_seeds: Sequence[int] = (1, 2),
-            world_seeds: int = 3) -> dict[str, Study]:
-    """The three studies of record: '03', '04' and '07' (cells in run order)."""
+def studies(seeds: int = 5, data_seeds: Sequence[int] = (1, 2), world_seeds: int = 3,
+            protocol: dict[str, Any] | None = None) -> dict[str, Study]:
+    """The three studies of record: '03', '04' and '07' (cells in run order).
+
+    ``protocol`` changes ``preset``, ``epochs``, ``eval_every`` or ``threads`` of every cell
+    (the notebooks' quick mode runs a tiny grid through the same code this way).
+    """
     from .ablation import EQUIVALENT_LOSS_SETTINGS, TRANSITION_SETTINGS
-    s03 = _seed_major(EQUIVALENT_LOSS_SETTINGS, range(seeds))
+    proto = dict(protocol or {})
+    unknown = set(proto) - {"preset", "epochs", "eval_every", "threads"}
+    if unknown:
+        raise ValueError(f"protocol: unknown key(s) {sorted(unknown)}")
+    s03 = _seed_major(EQUIVALENT_LOSS_SETTINGS, range(seeds), 0, proto)
     for ds in data_seeds:
-        s03 += _seed_major(("ecm", "pre_only"), range(seeds), ds)
-    s04 = _seed_major(TRANSITION_SETTINGS, range(seeds))
+        s03 += _seed_major(("ecm", "pre_only"), range(seeds), ds, proto)
+    s04 = _seed_major(TRANSITION_SETTINGS, range(seeds), 0, proto)
     s07 = []
     for seed in range(world_seeds):
         for factor, levels in WORLDS.items():
             for level in LEVELS:
                 for setting in ("ecm", "pre_only"):
-                    s07.append(Cell(setting, seed, 0, levels[level], factor, level))
+                    s07.append(Cell(setting, seed, 0, levels[level], factor, level, **proto))
     return {"03": Study("03_ablation_equivalent_loss", tuple(s03)),
             "04": Study("04_ablation_weight_transition", tuple(s04)),
             "07": Study("07_when_does_ecm_help", tuple(s07))}
@@ -228,3 +241,533 @@ def run_cells(cells: Sequence[Cell], root: str | Path, jobs: int = 1,
                 failures.append(str(err))
                 print(f"FAILED {err}", flush=True)
     return failures
+
+
+# -- collecting results ---------------------------------------------------------------------
+
+#: Columns of a results file of record, in order (metric values are fractions).
+COLUMNS = ("setting", "seed", "data_seed", "world", "factor", "level", "preset", "epochs",
+           "eval_every", "lr", "hidden_dim", "threads", "best_epoch", "mAP@0.5",
+           "average_mAP@0.1:0.7", "average_mAP@0.1:0.5", "classification_mAP",
+           "best_boot_lo_mAP@0.5", "best_boot_hi_mAP@0.5", "last_mAP@0.5",
+           "last_average_mAP@0.1:0.7", "last_boot_lo_mAP@0.5", "last_boot_hi_mAP@0.5",
+           "last5_mAP@0.5", "last5_average_mAP@0.1:0.7", "first_detection_epoch",
+           "consistency", "wall_time_s", "torch", "command")
+
+#: Bootstrap resamples of the test videos per run (95 % percentile interval).
+N_BOOT = 1000
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read ({err})") from None
+
+
+def _test_split(cell: Cell, cache: dict) -> Any:
+    """The cell's test features (generated once per world and data seed)."""
+    key = (cell.data_seed, cell.knobs)
+    if key not in cache:
+        from .cli import build_parser
+        from .train import _config_from_args, load_data
+        cfg = _config_from_args(build_parser().parse_args(cell.argv()))
+        cache.clear()  # one world at a time: the arrays are large
+        cache[key] = (cfg, load_data(cfg)[1])
+    return cache[key]
+
+
+def _interval(values: Any) -> tuple[float, float]:
+    import numpy as np
+    lo, hi = np.percentile(np.asarray(values), [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def collect_row(cell: Cell, root: str | Path, cache: dict | None = None) -> dict[str, Any]:
+    """One results row of a finished cell (reads its run folder; see :data:`COLUMNS`).
+
+    The bootstrap intervals re-run inference of ``best.pth`` and ``last.pth`` on the test
+    split and resample its videos (:func:`ecmlib.evaluation.bootstrap_map`, ``N_BOOT``
+    draws, seed 0); ``consistency`` is the Spearman agreement of CAS and aggregation
+    weights of the best model (NaN for pre-only).
+    """
+    import numpy as np
+    import pandas as pd
+    from .ablation import transition_consistency
+    from .evaluation import bootstrap_map
+    from .model import load_checkpoint
+    from .train import detect, ground_truth_for, predict
+    run_dir = Path(root) / cell.cell_id
+    metrics = _read_json(run_dir / "metrics.json")
+    history_path = run_dir / "history.csv"
+    history = pd.read_csv(history_path)
+    if "mAP@0.5" not in history:
+        raise ValueError(f"{history_path}: no evaluated epoch")
+    evaluated = history.dropna(subset=["mAP@0.5"])
+    cfg, test_set = _test_split(cell, cache if cache is not None else {})
+    gt = ground_truth_for(cfg, test_set)
+    boot = {}
+    consistency = float("nan")
+    for which in ("best", "last"):
+        model, _ = load_checkpoint(run_dir / f"{which}.pth", cfg.model)
+        scores, cas = predict(model, test_set.features)
+        preds = detect(scores, cas, test_set, cfg)
+        boot[which] = _interval(bootstrap_map(gt, preds, 0.5, N_BOOT, seed=0))
+        if which == "best":
+            consistency = transition_consistency(model, test_set.features, test_set.labels)
+    last = metrics.get("last_epoch") or {}
+    tail = evaluated.tail(5)
+    nonzero = evaluated.loc[evaluated["mAP@0.5"] > 0, "epoch"]
+    return {
+        "setting": cell.setting, "seed": cell.seed, "data_seed": cell.data_seed,
+        "world": cell.world, "factor": cell.factor, "level": cell.level,
+        "preset": cfg.data.synthetic, "epochs": cfg.train.epochs,
+        "eval_every": cfg.eval.eval_every, "lr": cfg.train.lr,
+        "hidden_dim": cfg.model.hidden_dim, "threads": cfg.train.num_threads,
+        "best_epoch": int(metrics["best_epoch"]),
+        "mAP@0.5": metrics["mAP@0.5"],
+        "average_mAP@0.1:0.7": metrics["average_mAP@0.1:0.7"],
+        "average_mAP@0.1:0.5": metrics["average_mAP@0.1:0.5"],
+        "classification_mAP": metrics.get("classification_mAP"),
+        "best_boot_lo_mAP@0.5": boot["best"][0], "best_boot_hi_mAP@0.5": boot["best"][1],
+        "last_mAP@0.5": last.get("mAP@0.5"),
+        "last_average_mAP@0.1:0.7": last.get("average_mAP@0.1:0.7"),
+        "last_boot_lo_mAP@0.5": boot["last"][0], "last_boot_hi_mAP@0.5": boot["last"][1],
+        "last5_mAP@0.5": float(tail["mAP@0.5"].mean()),
+        "last5_average_mAP@0.1:0.7": float(tail["average_mAP@0.1:0.7"].mean()),
+        "first_detection_epoch": int(nonzero.iloc[0]) if len(nonzero) else np.nan,
+        "consistency": consistency,
+        "wall_time_s": metrics.get("wall_time_s"),
+        "torch": metrics.get("torch"),
+        "command": cell.command(),
+    }
+
+
+def collect_curves(cells: Sequence[Cell], root: str | Path) -> Any:
+    """The evaluated epochs of every finished cell: one row per (cell, evaluated epoch)."""
+    import pandas as pd
+    frames = []
+    keep = ["epoch", "loss_total", "mAP@0.5", "average_mAP@0.1:0.7"]
+    for cell in cells:
+        if not is_done(root, cell):
+            continue
+        h = pd.read_csv(Path(root) / cell.cell_id / "history.csv")
+        h = h.dropna(subset=["mAP@0.5"])[keep]
+        h.insert(0, "world", cell.world)
+        h.insert(0, "data_seed", cell.data_seed)
+        h.insert(0, "seed", cell.seed)
+        h.insert(0, "setting", cell.setting)
+        frames.append(h)
+    cols = ["setting", "seed", "data_seed", "world", *keep]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+
+
+def write_study(study: Study, root: str | Path, out_dir: str | Path,
+                previous: Any = None) -> Any:
+    """Collect every finished cell of ``study`` into ``out_dir/<name>.csv`` (+ curves, .md).
+
+    Rows already in ``previous`` (a DataFrame of the same file) are kept as they are, so a
+    later session adds the cells it ran without recomputing (or losing) earlier ones.
+    Returns the table.
+    """
+    import pandas as pd
+    from .io import atomic_write_text
+    out_dir = Path(out_dir)
+    known = {}
+    if previous is not None and len(previous):
+        for rec in previous.to_dict("records"):
+            known[rec["command"]] = rec
+    rows, cache = [], {}
+    # Group by world so that each world's features are generated once.
+    for cell in sorted(study.cells, key=lambda c: (c.data_seed, c.knobs)):
+        if cell.command() in known:
+            rows.append(known[cell.command()])
+        elif is_done(root, cell):
+            rows.append(collect_row(cell, root, cache))
+    order = {c.command(): i for i, c in enumerate(study.cells)}
+    rows.sort(key=lambda r: order.get(r["command"], len(order)))
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / study.csv_name, table.to_csv(index=False))
+    curves = collect_curves(study.cells, root)
+    if len(curves) or not (out_dir / f"{study.name}_curves.csv").exists():
+        atomic_write_text(out_dir / f"{study.name}_curves.csv", curves.to_csv(index=False))
+    atomic_write_text(out_dir / f"{study.name}.md", summary_markdown(study, table))
+    return table
+
+
+def read_study(name: str, results_dir: str | Path | None = None) -> Any:
+    """A committed results file as a DataFrame; a clear error when it is missing or broken."""
+    import pandas as pd
+    path = Path(results_dir or default_results_dir()) / f"{name}.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no results of record (run `python -m ecmlib "
+                                f"record` to produce them)")
+    table = pd.read_csv(path)
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}")
+    for col in ("mAP@0.5", "last_mAP@0.5", "last5_mAP@0.5"):
+        values = pd.to_numeric(table[col], errors="coerce")
+        if ((values < 0) | (values > 1)).any() or values.isna().any():
+            raise ValueError(f"{path}: column {col!r} must hold fractions in [0, 1]")
+    return table
+
+
+def default_results_dir() -> Path:
+    """``data/results`` of the repository."""
+    return Path(__file__).resolve().parent.parent / "data" / "results"
+
+
+# -- statistics -----------------------------------------------------------------------------
+
+#: Model selections reported: the column prefix of each.
+SELECTIONS = {"best": "", "last": "last_", "last5": "last5_"}
+METRIC_NAMES = ("mAP@0.5", "average_mAP@0.1:0.7")
+
+
+def t_interval(diffs: Any, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, lower, upper) of a t confidence interval of the mean of ``diffs``.
+
+    NaN bounds for fewer than two values (no spread to estimate).
+    """
+    import numpy as np
+    from scipy import stats
+    d = np.asarray(diffs, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    mean = float(d.mean())
+    if d.size < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size))
+    return mean, mean - half, mean + half
+
+
+def verdict(lo: float, hi: float) -> str:
+    """'better' / 'worse' (than the baseline) when the interval excludes 0, else
+    'no difference'; 'n/a' without an interval."""
+    import math
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "n/a"
+    if lo > 0:
+        return "better"
+    if hi < 0:
+        return "worse"
+    return "no difference"
+
+
+def paired_summary(table: Any, baseline: str = "ecm", pair_keys: Sequence[str] = (
+        "seed", "data_seed", "world")) -> Any:
+    """Per setting, metric and model selection: mean ± sd over runs, and the paired
+    difference to ``baseline`` (setting − baseline, matched on ``pair_keys``) with its
+    95 % t interval and verdict. Metric values stay fractions."""
+    import numpy as np
+    import pandas as pd
+    rows = []
+    base = table[table["setting"] == baseline].set_index(list(pair_keys))
+    for setting, grp in table.groupby("setting", sort=False):
+        for sel, prefix in SELECTIONS.items():
+            for metric in METRIC_NAMES:
+                col = prefix + metric
+                vals = grp[col].to_numpy(dtype=np.float64)
+                g = grp.set_index(list(pair_keys))[col]
+                common = g.index.intersection(base.index)
+                diffs = (g.loc[common] - base.loc[common, col]).to_numpy(dtype=np.float64)
+                mean_d, lo, hi = (t_interval(diffs) if setting != baseline
+                                  else (float("nan"),) * 3)
+                rows.append({"setting": setting, "selection": sel, "metric": metric,
+                             "n": int(np.isfinite(vals).sum()), "mean": float(np.nanmean(vals)),
+                             "sd": float(np.nanstd(vals, ddof=1)) if len(vals) > 1 else np.nan,
+                             "n_pairs": int(len(common)) if setting != baseline else 0,
+                             "diff": mean_d, "diff_lo": lo, "diff_hi": hi,
+                             "verdict": verdict(lo, hi) if setting != baseline else "baseline"})
+    return pd.DataFrame(rows, columns=["setting", "selection", "metric", "n", "mean", "sd",
+                                       "n_pairs", "diff", "diff_lo", "diff_hi", "verdict"])
+
+
+def world_summary(table: Any) -> Any:
+    """Notebook 07: per factor and level, ECM − pre-only (paired by seed) with 95 % t
+    intervals, for each metric and model selection."""
+    import numpy as np
+    import pandas as pd
+    rows = []
+    for (factor, level), grp in table.groupby(["factor", "level"], sort=False):
+        ecm = grp[grp["setting"] == "ecm"].set_index("seed")
+        pre = grp[grp["setting"] == "pre_only"].set_index("seed")
+        common = ecm.index.intersection(pre.index)
+        for sel, prefix in SELECTIONS.items():
+            for metric in METRIC_NAMES:
+                col = prefix + metric
+                d = (ecm.loc[common, col] - pre.loc[common, col]).to_numpy(dtype=np.float64)
+                mean_d, lo, hi = t_interval(d)
+                rows.append({"factor": factor, "level": level, "selection": sel,
+                             "metric": metric, "n_pairs": int(len(common)),
+                             "ecm": float(ecm.loc[common, col].mean()) if len(common) else np.nan,
+                             "pre_only": float(pre.loc[common, col].mean()) if len(common) else np.nan,
+                             "diff": mean_d, "diff_lo": lo, "diff_hi": hi,
+                             "verdict": verdict(lo, hi)})
+    return pd.DataFrame(rows, columns=["factor", "level", "selection", "metric", "n_pairs",
+                                       "ecm", "pre_only", "diff", "diff_lo", "diff_hi",
+                                       "verdict"])
+
+
+def _pct(x: float) -> str:
+    import math
+    return "—" if x is None or not math.isfinite(x) else f"{100 * x:.2f}"
+
+
+def summary_markdown(study: Study, table: Any) -> str:
+    """The .md summary beside a results file: planned vs finished runs and the tables."""
+    planned = len(study.cells)
+    proto = study.cells[0] if study.cells else Cell("ecm", 0)
+    lines = [f"# {study.name}: results of record (synthetic `{proto.preset}`)", "",
+             f"{len(table)} of {planned} planned runs finished. Protocol: "
+             f"{proto.epochs} epochs, the paper's Adam (lr 2e-4, batch 16), H = 128, "
+             f"evaluation every {proto.eval_every} epochs, {proto.threads} torch thread(s) "
+             "per run. Synthetic numbers, mAP in %. Written by `python -m ecmlib record`; "
+             "each row's `command` reproduces it.", ""]
+    if not len(table):
+        return "\n".join(lines + ["No run has finished yet.", ""])
+    if study.name.startswith("07"):
+        lines += [markdown_world_table(world_summary(table)), ""]
+    else:
+        lines += [markdown_paired_table(paired_summary(table)), ""]
+    return "\n".join(lines)
+
+
+def markdown_paired_table(summary: Any, metric: str = "mAP@0.5") -> str:
+    """Settings × selections for one metric: mean ± sd and Δ vs ECM [95 % CI] (verdict)."""
+    out = [f"**{metric}** (mean ± sd over runs; Δ = setting − ECM, paired by seed, "
+           "95 % t interval; verdict at 95 %)", "",
+           "| setting | runs | best epoch (test-selected) | Δ best | last epoch | Δ last | "
+           "mean of last 5 evaluations | Δ last 5 | verdict (last) |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    s = summary[summary["metric"] == metric]
+    for setting in dict.fromkeys(s["setting"]):
+        cells = [setting]
+        by = {r["selection"]: r for r in s[s["setting"] == setting].to_dict("records")}
+        cells.append(str(by["best"]["n"]))
+        for sel in ("best", "last", "last5"):
+            r = by[sel]
+            cells.append(f"{_pct(r['mean'])} ± {_pct(r['sd'])}")
+            cells.append("—" if r["verdict"] == "baseline" else
+                         f"{_pct(r['diff'])} [{_pct(r['diff_lo'])}, {_pct(r['diff_hi'])}]")
+        cells.append(by["last"]["verdict"])
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def markdown_world_table(summary: Any, selection: str = "last") -> str:
+    """Factor × level: ECM, pre-only and ECM − pre-only [95 % CI] for both metrics."""
+    out = [f"ECM − pre-only, paired by seed, model of the {selection} epoch "
+           "(95 % t interval; verdict at 95 %)", "",
+           "| factor | level | pairs | mAP@0.5 ECM | pre-only | Δ [95 % CI] | verdict | "
+           "avg 0.1:0.7 Δ [95 % CI] | verdict |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    s = summary[summary["selection"] == selection]
+    for (factor, level), grp in s.groupby(["factor", "level"], sort=False):
+        a = grp[grp["metric"] == "mAP@0.5"].iloc[0]
+        b = grp[grp["metric"] == "average_mAP@0.1:0.7"].iloc[0]
+        out.append(f"| {factor} | {level} | {a['n_pairs']} | {_pct(a['ecm'])} | "
+                   f"{_pct(a['pre_only'])} | {_pct(a['diff'])} [{_pct(a['diff_lo'])}, "
+                   f"{_pct(a['diff_hi'])}] | {a['verdict']} | {_pct(b['diff'])} "
+                   f"[{_pct(b['diff_lo'])}, {_pct(b['diff_hi'])}] | {b['verdict']} |")
+    return "\n".join(out)
+
+
+# -- README tables --------------------------------------------------------------------------
+
+README_MARKERS = {"03": "results-03", "04": "results-04", "07": "results-07"}
+
+
+def readme_block(key: str, results_dir: str | Path | None = None) -> str:
+    """The generated README text of one study (between its markers)."""
+    study = studies()[key]
+    try:
+        table = read_study(study.name, results_dir)
+    except FileNotFoundError:
+        return f"No results of record yet for {study.name}."
+    head = (f"{len(table)} of {len(study.cells)} planned runs finished "
+            f"(`data/results/{study.csv_name}`). ")
+    if not len(table):
+        return head + "No run has finished yet."
+    if key == "07":
+        w = world_summary(table)
+        return (head + "\n\n" + markdown_world_table(w) + "\n\n"
+                + "What this says: " + world_sentences(w))
+    s = paired_summary(table)
+    return (head + "\n\n" + markdown_paired_table(s, "mAP@0.5") + "\n\n"
+            + markdown_paired_table(s, "average_mAP@0.1:0.7") + "\n\n"
+            + "What this says: " + paired_sentences(s))
+
+
+def _delta(r: Any) -> str:
+    return (f"Δ {100 * r['diff']:+.2f} [{100 * r['diff_lo']:+.2f}, {100 * r['diff_hi']:+.2f}] "
+            f"points, {r['n_pairs']} pairs")
+
+
+def paired_sentences(summary: Any, selection: str = "last", metric: str = "mAP@0.5") -> str:
+    """One sentence per setting: its verdict against ECM at ``selection`` (generated, so
+    the prose cannot drift from the numbers)."""
+    s = summary[(summary["selection"] == selection) & (summary["metric"] == metric)]
+    parts = []
+    for r in s.to_dict("records"):
+        if r["verdict"] == "baseline":
+            continue
+        word = {"better": "is better than ECM", "worse": "is worse than ECM",
+                "no difference": "is not distinguishable from ECM",
+                "n/a": "has too few paired runs for an interval"}[r["verdict"]]
+        parts.append(f"`{r['setting']}` {word} ({_delta(r)})")
+    if not parts:
+        return "no setting has a paired ECM run yet."
+    return (f"at the {selection} epoch, {metric} at 95 %: " + "; ".join(parts) + ".")
+
+
+def world_sentences(summary: Any, selection: str = "last", metric: str = "mAP@0.5") -> str:
+    """One clause per (factor, level): ECM's verdict against pre-only at ``selection``."""
+    s = summary[(summary["selection"] == selection) & (summary["metric"] == metric)]
+    parts = []
+    for r in s.to_dict("records"):
+        word = {"better": "ECM beats pre-only", "worse": "pre-only beats ECM",
+                "no difference": "no difference", "n/a": "too few pairs"}[r["verdict"]]
+        parts.append(f"{r['factor']} {r['level']}: {word} ({_delta(r)})")
+    if not parts:
+        return "no world has a finished pair yet."
+    return f"ECM − pre-only at the {selection} epoch, {metric} at 95 %: " + "; ".join(parts) + "."
+
+
+def render_readme(text: str, results_dir: str | Path | None = None) -> str:
+    """``text`` with every ``<!-- results-NN -->`` ... ``<!-- /results-NN -->`` block
+    regenerated from the results files."""
+    import re
+    for key, marker in README_MARKERS.items():
+        pattern = re.compile(rf"(<!-- {marker} -->\n)(.*?)(<!-- /{marker} -->)", re.S)
+        if not pattern.search(text):
+            raise ValueError(f"README: marker <!-- {marker} --> ... <!-- /{marker} --> not found")
+        block = readme_block(key, results_dir)
+        text = pattern.sub(lambda m: m.group(1) + block + "\n" + m.group(3), text)
+    return text
+
+
+def report_main(argv: list[str] | None = None) -> int:
+    """``python -m ecmlib report [--check]``: regenerate the README's results tables."""
+    import argparse
+    from .io import atomic_write_text
+    parser = argparse.ArgumentParser(prog="python -m ecmlib report",
+                                     description="Rewrite the README's results tables from "
+                                                 "data/results/*.csv")
+    parser.add_argument("--readme", default=str(default_results_dir().parent.parent / "README.md"))
+    parser.add_argument("--results", default=None, help="results folder (default: data/results)")
+    parser.add_argument("--check", action="store_true",
+                        help="only check: exit 1 when the README disagrees with the results")
+    args = parser.parse_args(argv)
+    path = Path(args.readme)
+    old = path.read_text()
+    new = render_readme(old, args.results)
+    if args.check:
+        if new != old:
+            print(f"{path}: results tables differ from data/results; run "
+                  f"`python -m ecmlib report`", file=sys.stderr)
+            return 1
+        print(f"{path}: results tables agree with data/results")
+        return 0
+    if new != old:
+        atomic_write_text(path, new)
+        print(f"{path}: results tables rewritten")
+    else:
+        print(f"{path}: already up to date")
+    return 0
+
+
+def record_main(argv: list[str] | None = None) -> int:
+    """``python -m ecmlib record``: run the cells of record and write data/results/."""
+    import argparse
+    parser = argparse.ArgumentParser(
+        prog="python -m ecmlib record",
+        description="Train the runs of record (notebooks 03, 04, 07) at the paper protocol, "
+                    "resumably, then collect them into data/results/<study>.csv.")
+    parser.add_argument("--study", nargs="+", default=["03", "04", "07"],
+                        choices=["03", "04", "07"])
+    parser.add_argument("--root", default="runs/record", help="run folders (default: %(default)s)")
+    parser.add_argument("--results", default=None, help="results folder (default: data/results)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (one thread each)")
+    parser.add_argument("--collect-only", action="store_true",
+                        help="do not train: collect the finished cells only")
+    parser.add_argument("--list", action="store_true", help="print each cell's command and exit")
+    args = parser.parse_args(argv)
+    cells = plan(args.study)
+    if args.list:
+        for c in cells:
+            print(("done  " if is_done(args.root, c) else "todo  ") + c.command())
+        return 0
+    failures = [] if args.collect_only else run_cells(cells, args.root, args.jobs)
+    import pandas as pd
+    out = Path(args.results or default_results_dir())
+    for key in args.study:
+        study = studies()[key]
+        prev_path = out / study.csv_name
+        prev = pd.read_csv(prev_path) if prev_path.is_file() else None
+        table = write_study(study, args.root, out, prev)
+        print(f"{out / study.csv_name}: {len(table)} of {len(study.cells)} runs")
+    if failures:
+        print(f"{len(failures)} cell(s) failed:\n  " + "\n  ".join(failures), file=sys.stderr)
+        return 1
+    return 0
+
+
+# -- what the notebooks call ----------------------------------------------------------------
+
+#: The cells of each study's quick check (a tiny grid through the same code as the record).
+QUICK_CELLS = {"03": ("ecm", "pre_only"), "04": ("fixed_transition", "independent_transition"),
+               "07": ("ecm", "pre_only")}
+QUICK_PROTOCOL = {"preset": "tiny", "epochs": 2, "eval_every": 1}
+
+
+def quick_grid(key: str, out: str | Path, jobs: int = 2) -> Any:
+    """Train and collect a tiny grid of study ``key`` under ``out`` (``tiny`` preset,
+    2 epochs, one seed): proves that the record's code runs, in seconds. Returns the table."""
+    study = studies(seeds=1, data_seeds=(), world_seeds=1, protocol=QUICK_PROTOCOL)[key]
+    cells = [c for c in study.cells if c.setting in QUICK_CELLS[key]
+             and (key != "07" or (c.factor, c.level) == ("context", "off"))]
+    out = Path(out)
+    failures = run_cells(cells, out / "runs", jobs=jobs)
+    if failures:
+        raise RuntimeError("quick grid failed:\n  " + "\n  ".join(failures))
+    return write_study(Study(study.name, tuple(cells)), out / "runs", out / "results")
+
+
+def load_results(key: str, mode: str = "record", results_dir: str | Path | None = None,
+                 runs_root: str | Path = "runs/record", jobs: int = 1) -> tuple[Any, Any]:
+    """(results table, curves) of study ``key`` for a notebook.
+
+    ``mode='record'`` reads the committed files; ``'full'`` first trains every missing cell
+    of the study under ``runs_root`` and rewrites the results files (hours on a CPU).
+    """
+    import pandas as pd
+    if mode not in ("record", "full"):
+        raise ValueError(f"mode must be 'record' or 'full', got {mode!r}")
+    study = studies()[key]
+    if mode == "full":
+        argv = ["--study", key, "--root", str(runs_root), "--jobs", str(jobs)]
+        if results_dir:
+            argv += ["--results", str(results_dir)]
+        if record_main(argv) != 0:
+            raise RuntimeError(f"study {key}: some cells failed (see above)")
+    table = read_study(study.name, results_dir)
+    curves_path = Path(results_dir or default_results_dir()) / f"{study.name}_curves.csv"
+    curves = pd.read_csv(curves_path) if curves_path.is_file() else pd.DataFrame()
+    return table, curves
+
+
+def progress_table(key: str, table: Any) -> Any:
+    """Finished vs planned runs per setting (and world) of study ``key``."""
+    import pandas as pd
+    study = studies()[key]
+    planned = pd.DataFrame([{"setting": c.setting, "data_seed": c.data_seed, "world": c.world}
+                            for c in study.cells])
+    keys = ["setting", "data_seed", "world"]
+    out = planned.groupby(keys, sort=False).size().rename("planned").to_frame()
+    done = table.groupby(keys, sort=False).size().rename("finished")
+    out = out.join(done).fillna({"finished": 0}).astype(int).reset_index()
+    return out

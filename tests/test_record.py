@@ -1,0 +1,261 @@
+"""Results of record (ecmlib.record): cells and their commands, the bootstrap over test
+videos, the paired statistics, the README tables, and a tiny grid run end to end."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ecmlib import record
+from ecmlib.cli import build_parser
+from ecmlib.data import load_annotations
+from ecmlib.evaluation import (_map_for_counts, _match, bootstrap_map, evaluate_detection,
+                               ground_truth_from_dict, predictions_from_arrays)
+from ecmlib.train import _config_from_args
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# -- cells and commands -----------------------------------------------------------------------
+
+def test_plan_counts_order_and_uniqueness():
+    s = record.studies()
+    assert len(s["03"].cells) == 6 * 5 + 2 * 2 * 5
+    assert len(s["04"].cells) == 3 * 5
+    assert len(s["07"].cells) == 4 * 3 * 2 * 3
+    cells = record.plan()
+    ids = [c.cell_id for c in cells]
+    assert len(ids) == len(set(ids))
+    # ECM seed 0 is shared by 03, 04 and 07's default worlds: trained once.
+    assert ids.count("ecm__seed=0__data=0") == 1
+    # 108 = 30 + 20 (03) + 10 (04's own settings) + 48 (07 without its default worlds).
+    assert len(cells) == 108
+    # Seed-major: the first eight cells are seed 0 of all eight ablation settings.
+    assert {c.seed for c in cells[:8]} == {0}
+    assert len({c.setting for c in cells[:8]}) == 8
+
+
+def test_command_reproduces_the_protocol():
+    cell = record.Cell("pre_only", seed=3, data_seed=1)
+    argv = shlex.split(cell.command())
+    assert argv[:3] == ["python", "-m", "ecmlib"] and "--out" not in argv
+    cfg = _config_from_args(build_parser().parse_args(argv[3:]))
+    assert cfg.data.synthetic == "thumos14-mini" and cfg.data.synthetic_seed == 1
+    assert cfg.train.epochs == 150 and cfg.train.seed == 3 and cfg.train.lr == 2e-4
+    assert cfg.train.batch_size == 16 and cfg.train.num_threads == 1
+    assert cfg.eval.eval_every == 5 and cfg.model.hidden_dim == 128
+    assert cfg.model.streams == "pre"
+
+
+def test_world_cells_carry_their_knobs():
+    cell = next(c for c in record.studies()["07"].cells
+                if c.factor == "boundary" and c.level == "strong")
+    cfg = _config_from_args(build_parser().parse_args(cell.argv()))
+    assert cfg.data.synthetic_knobs == ("ramp_seconds=4.0", "boundary_jitter_seconds=1.0")
+    assert cell.world == "boundary=strong" and "world=" in cell.cell_id
+    default = next(c for c in record.studies()["07"].cells if c.level == "default")
+    assert default.knobs == () and default.cell_id == f"{default.setting}__seed=0__data=0"
+
+
+def test_synthetic_knobs_change_the_world_and_bad_knobs_fail():
+    from ecmlib.train import load_data, make_config
+    base = make_config("THUMOS14", synthetic="tiny")
+    off = base.with_overrides(["data.synthetic_knobs=context_strength=0.0"])
+    a, b = load_data(base)[1], load_data(off)[1]
+    assert a.names == b.names and not np.allclose(a.features, b.features)
+    with pytest.raises(ValueError, match="unknown knob 'context_strenght'"):
+        load_data(base.with_overrides(["data.synthetic_knobs=context_strenght=0.0"]))
+
+
+def test_unknown_protocol_key_is_refused():
+    with pytest.raises(ValueError, match="unknown key"):
+        record.studies(protocol={"epoch": 3})
+
+
+# -- bootstrap over test videos -----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def gt_and_preds():
+    gt = ground_truth_from_dict(load_annotations("THUMOS14", "official"), "test")
+    rng = np.random.default_rng(1)
+    n = 3000
+    inst = rng.integers(0, gt.num_instances, n)
+    start = gt.start[inst] + rng.normal(0, 2, n)
+    end = np.maximum(gt.end[inst] + rng.normal(0, 2, n), start + 0.1)
+    cls = np.where(rng.random(n) < 0.8, gt.class_idx[inst], rng.integers(0, 20, n))
+    names = np.asarray(gt.video_names, dtype=object)[gt.video_idx[inst]]
+    preds = predictions_from_arrays(names, cls, start, end, rng.random(n), classes=gt.classes)
+    return gt, preds
+
+
+def test_bootstrap_with_every_video_once_is_the_map(gt_and_preds):
+    gt, preds = gt_and_preds
+    m = _match(gt, preds, [0.5])
+    got = _map_for_counts(gt, m, np.ones((1, gt.num_videos), dtype=int))
+    assert got[0] == pytest.approx(evaluate_detection(gt, preds, [0.5]).mAP[0], abs=1e-12)
+
+
+def test_bootstrap_weights_equal_explicit_duplication(gt_and_preds):
+    gt, preds = gt_and_preds
+    counts = np.ones(gt.num_videos, dtype=int)
+    counts[:10], counts[10:20] = 2, 0
+    got = _map_for_counts(gt, _match(gt, preds, [0.5]), counts[None])[0]
+    # The same draw written out: videos 0-9 twice (renamed copies), 10-19 dropped.
+    raw = load_annotations("THUMOS14", "official")
+    db = {}
+    for i, v in enumerate(gt.video_names):
+        if counts[i] >= 1:
+            db[v] = raw["database"][v]
+        if counts[i] == 2:
+            db[v + "_copy"] = raw["database"][v]
+    gt2 = ground_truth_from_dict({**raw, "database": db}, "test")
+    names = np.asarray(preds.video_names, dtype=object)[preds.video_idx]
+    idx = np.array([gt.video_names.index(v) for v in names])
+    keep = counts[idx] >= 1
+    dup = counts[idx] == 2
+    cat = lambda a: np.concatenate([a[keep], a[dup]])  # noqa: E731
+    names2 = np.concatenate([names[keep], np.array([v + "_copy" for v in names[dup]], object)])
+    preds2 = predictions_from_arrays(names2, cat(preds.class_idx), cat(preds.start),
+                                     cat(preds.end), cat(preds.score), classes=gt.classes)
+    assert got == pytest.approx(evaluate_detection(gt2, preds2, [0.5]).mAP[0], abs=1e-12)
+
+
+def test_bootstrap_is_seeded_and_brackets_the_map(gt_and_preds):
+    gt, preds = gt_and_preds
+    a = bootstrap_map(gt, preds, 0.5, 200, seed=3)
+    b = bootstrap_map(gt, preds, 0.5, 200, seed=3)
+    assert np.array_equal(a, b) and a.shape == (200,)
+    full = evaluate_detection(gt, preds, [0.5]).mAP[0]
+    lo, hi = np.percentile(a, [2.5, 97.5])
+    assert lo < full < hi and hi - lo > 0.005
+    with pytest.raises(ValueError, match="n_boot"):
+        bootstrap_map(gt, preds, 0.5, 0)
+
+
+# -- statistics --------------------------------------------------------------------------------
+
+def test_t_interval_by_hand():
+    mean, lo, hi = record.t_interval([1.0, 2.0, 3.0])
+    half = 4.302652729911275 * 1.0 / np.sqrt(3)  # t(0.975, 2) * sd / sqrt(n)
+    assert (mean, lo, hi) == pytest.approx((2.0, 2.0 - half, 2.0 + half))
+    assert np.isnan(record.t_interval([1.0])[1])
+    assert np.isnan(record.t_interval([])[0])
+
+
+@pytest.mark.parametrize("lo,hi,word", [(0.1, 0.2, "better"), (-0.2, -0.1, "worse"),
+                                        (-0.1, 0.1, "no difference"),
+                                        (float("nan"), 0.1, "n/a")])
+def test_verdict(lo, hi, word):
+    assert record.verdict(lo, hi) == word
+
+
+def _table(rows):
+    base = {c: 0.0 for c in record.COLUMNS}
+    base.update(data_seed=0, world="default", factor="", level="", command="x")
+    return pd.DataFrame([{**base, **r} for r in rows])
+
+
+def test_paired_summary_pairs_by_seed():
+    rows = []
+    for seed, (e, p) in enumerate([(0.20, 0.15), (0.22, 0.16), (0.18, 0.15), (0.21, 0.14)]):
+        for setting, v in (("ecm", e), ("pre_only", p)):
+            rows.append({"setting": setting, "seed": seed, "mAP@0.5": v,
+                         "last_mAP@0.5": v, "last5_mAP@0.5": v})
+    # An unpaired run (no ECM of seed 9) counts in the mean but not in the difference.
+    rows.append({"setting": "pre_only", "seed": 9, "mAP@0.5": 0.5, "last_mAP@0.5": 0.5,
+                 "last5_mAP@0.5": 0.5})
+    s = record.paired_summary(_table(rows))
+    r = s[(s.setting == "pre_only") & (s.selection == "last") & (s.metric == "mAP@0.5")].iloc[0]
+    diffs = np.array([0.15 - 0.20, 0.16 - 0.22, 0.15 - 0.18, 0.14 - 0.21])
+    assert r["n"] == 5 and r["n_pairs"] == 4
+    assert r["diff"] == pytest.approx(diffs.mean())
+    assert r["verdict"] == "worse" and r["diff_hi"] < 0
+    b = s[(s.setting == "ecm") & (s.selection == "best") & (s.metric == "mAP@0.5")].iloc[0]
+    assert b["verdict"] == "baseline" and b["mean"] == pytest.approx(0.2025)
+
+
+def test_world_summary_differences():
+    rows = []
+    for seed in range(3):
+        for setting, v in (("ecm", 0.3 + 0.01 * seed), ("pre_only", 0.3)):
+            rows.append({"setting": setting, "seed": seed, "factor": "context", "level": "off",
+                         "last_mAP@0.5": v, "mAP@0.5": v, "last5_mAP@0.5": v})
+    s = record.world_summary(_table(rows))
+    r = s[(s.selection == "last") & (s.metric == "mAP@0.5")].iloc[0]
+    assert r["diff"] == pytest.approx(0.01) and r["n_pairs"] == 3
+
+
+# -- results files and the README ---------------------------------------------------------------
+
+def test_read_study_rejects_bad_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no results of record"):
+        record.read_study("03_ablation_equivalent_loss", tmp_path)
+    t = _table([{"setting": "ecm", "seed": 0, "mAP@0.5": 19.7}])
+    t.to_csv(tmp_path / "x.csv", index=False)
+    with pytest.raises(ValueError, match="fractions"):
+        record.read_study("x", tmp_path)
+    t.drop(columns=["command"]).to_csv(tmp_path / "y.csv", index=False)
+    with pytest.raises(ValueError, match="missing column"):
+        record.read_study("y", tmp_path)
+
+
+def test_committed_results_parse():
+    for study in record.studies().values():
+        path = record.default_results_dir() / study.csv_name
+        if path.is_file():
+            table = record.read_study(study.name)
+            commands = {c.command() for c in study.cells}
+            assert set(table["command"]) <= commands, f"{path}: a row is not a cell of record"
+            assert table["epochs"].eq(150).all() and table["preset"].eq("thumos14-mini").all()
+
+
+def test_readme_agrees_with_the_results():
+    text = (REPO / "README.md").read_text()
+    assert record.render_readme(text) == text, \
+        "README results tables are stale: run `python -m ecmlib report`"
+
+
+def test_report_check_cli_and_missing_marker(tmp_path):
+    readme = tmp_path / "README.md"
+    text = (REPO / "README.md").read_text()
+    readme.write_text(text.replace("<!-- /results-03 -->", "stale line\n<!-- /results-03 -->"))
+    run = lambda *a: subprocess.run([sys.executable, "-m", "ecmlib", "report",  # noqa: E731
+                                     "--readme", str(readme), *a], capture_output=True,
+                                    text=True, cwd=REPO)
+    bad = run("--check")
+    assert bad.returncode == 1 and "differ" in bad.stderr
+    assert run().returncode == 0 and run("--check").returncode == 0
+    with pytest.raises(ValueError, match="results-04"):
+        record.render_readme("no markers <!-- results-03 -->\n<!-- /results-03 -->\n")
+
+
+# -- a tiny grid end to end --------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_tiny_grid_runs_collects_and_resumes(tmp_path):
+    proto = {"preset": "tiny", "epochs": 2, "eval_every": 1}
+    study = record.studies(seeds=1, data_seeds=(), world_seeds=1, protocol=proto)["03"]
+    cells = [c for c in study.cells if c.setting in ("ecm", "pre_only")]
+    root = tmp_path / "runs"
+    assert record.run_cells(cells, root, jobs=2) == []
+    table = record.write_study(record.Study("03_ablation_equivalent_loss", tuple(cells)),
+                               root, tmp_path / "results")
+    assert list(table.columns) == list(record.COLUMNS) and len(table) == 2
+    assert table["epochs"].eq(2).all() and table["hidden_dim"].eq(32).all()
+    assert (table["best_boot_lo_mAP@0.5"] <= table["best_boot_hi_mAP@0.5"]).all()
+    assert np.isnan(table.loc[table.setting == "pre_only", "consistency"]).all()
+    assert (tmp_path / "results" / "03_ablation_equivalent_loss.md").is_file()
+    curves = pd.read_csv(tmp_path / "results" / "03_ablation_equivalent_loss_curves.csv")
+    assert len(curves) == 4 and set(curves["epoch"]) == {1, 2}
+    # Finished cells are not run again; an unfinished folder (a killed run) is started over.
+    (root / cells[1].cell_id / "metrics.json").unlink()
+    before = (root / cells[0].cell_id / "metrics.json").stat().st_mtime_ns
+    assert record.run_cells(cells, root, jobs=1) == []
+    assert (root / cells[0].cell_id / "metrics.json").stat().st_mtime_ns == before
+    assert record.is_done(root, cells[1])
