@@ -41,6 +41,15 @@ class DataConfig:
     test_split: str = "test"
     gt_subset: str = "test"           # ground-truth subset the test split is scored on
     gt_variant: str = "official"      # THUMOS14: official (210 test videos) | wtalc212
+    # Source of the video labels where the layout has its own (W-TALC labels_all.npy):
+    # ground_truth = the labels of the gt segments used for evaluation (as ECM derives them);
+    # labels_all = W-TALC's per-video labels. Disagreements are reported once as a warning.
+    labels: str = "ground_truth"
+
+    def __post_init__(self) -> None:
+        if self.labels not in ("ground_truth", "labels_all"):
+            raise ValueError(f"DataConfig: data.labels must be 'ground_truth' or 'labels_all', "
+                             f"got {self.labels!r}")
 
 
 @dataclass
@@ -66,7 +75,7 @@ class TrainConfig:
     lr_decay_epoch: int | None = None   # multiply lr by lr_decay_factor after this epoch
     lr_decay_factor: float = 0.1
     device: str = "auto"                # auto | cpu | cuda | cuda:N
-    bf16: bool = False                  # bf16 autocast (GPU only)
+    bf16: bool = False                  # bf16 autocast (for CUDA; a CPU runs it too, slowly)
     num_threads: int | None = None      # torch CPU threads; None = torch's default
 
     def __post_init__(self) -> None:

@@ -26,6 +26,10 @@ __all__ = [
     "THUMOS14_CLASSES",
     "default_data_dir",
     "subset_for_split",
+    "video_key",
+    "youtube_id",
+    "LEFT_OUT_VIDEOS",
+    "LABEL_SOURCES",
     "read_gt_json",
     "load_annotations",
     "dataset_classes",
@@ -102,6 +106,54 @@ def subset_for_split(dataset: str, split: str) -> str:
             f"unknown split {split!r} for {dataset}; expected one of {sorted(mapping)}"
         )
     return mapping[split]
+
+
+def video_key(dataset: str, raw_id: str) -> str:
+    """The ground-truth name of a video, from its id in the annotation files.
+
+    The one naming rule of the project, used by ``scripts/build_ground_truth.py`` and by every
+    reader that meets raw ids (the W-TALC layout's ``videoname.npy`` / ``url.npy``):
+
+    * THUMOS14: the id is the name (``video_validation_0000051``);
+    * ActivityNet 1.2 / 1.3: ``'v_' + <YouTube id>``, always: a YouTube id may itself begin
+      with ``v_`` (``v_Vg4a8igc0`` is the video ``v_v_Vg4a8igc0``), so an id is data, never a
+      prefix to guess;
+    * datasets this module does not know: the id unchanged.
+
+    Files that are named per video (the official layout's ``vid_name``, per-video ``.npy``
+    stems) already carry the ground-truth name and are not passed through here.
+    """
+    raw = raw_id.decode("utf-8") if isinstance(raw_id, bytes) else str(raw_id)
+    if not raw or raw != raw.strip() or any(c.isspace() or c in "/\\" for c in raw):
+        raise ValueError(f"{dataset}: video id {raw!r} is empty or has spaces or slashes")
+    if dataset.startswith("ActivityNet"):
+        return "v_" + raw
+    return raw
+
+
+def youtube_id(url: str) -> str:
+    """The YouTube id in a ``https://www.youtube.com/watch?v=<id>`` url (ActivityNet's url.npy)."""
+    from urllib.parse import parse_qs, urlparse
+
+    text = url.decode("utf-8") if isinstance(url, bytes) else str(url)
+    ids = parse_qs(urlparse(text).query).get("v")
+    if not ids or not ids[0]:
+        raise ValueError(f"no YouTube id in url {text!r}")
+    return ids[0]
+
+
+#: Videos a dataset's official ground truth leaves out on purpose although feature releases
+#: hold them: ECM's THUMOS14 file drops two test videos with wrong annotations (W-TALC's
+#: 212-video files and ``gt_variant='wtalc212'`` keep them). Readers leave them out (with
+#: the usual warning) instead of stopping; any other video missing from the gt is an error.
+LEFT_OUT_VIDEOS: dict[str, tuple[str, ...]] = {
+    "THUMOS14": ("video_test_0000270", "video_test_0001496"),
+}
+
+#: Where training labels come from (config key ``data.labels``): 'ground_truth', the labels
+#: of the ground-truth segments used for evaluation (as ECM derives them), or 'labels_all',
+#: the W-TALC layout's own per-video ``labels_all.npy``.
+LABEL_SOURCES = ("ground_truth", "labels_all")
 
 
 def _check_gt(gt: Any, path: str) -> dict:
@@ -416,8 +468,13 @@ def _load_array(path: Path, allow_pickle: bool = False) -> Any:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
-        return np.load(path, allow_pickle=allow_pickle, encoding="latin1")
-    except Exception as err:  # numpy/zipfile/pickle raise many types for a corrupt file
+        if allow_pickle:  # object arrays (W-TALC): a restricted unpickler, no code of the file runs
+            from .safeload import load_pickled_array
+            return load_pickled_array(path)
+        return np.load(path, allow_pickle=False, encoding="latin1")
+    except DataError:
+        raise
+    except Exception as err:  # numpy/zipfile raise many types for a corrupt file
         raise DataError(f"{path}: corrupt or unreadable file ({type(err).__name__}: {err})") from err
 
 
@@ -504,8 +561,11 @@ def _resolve_classes(classes: Sequence[str] | None, gt: dict | None, dataset: st
     return None
 
 
-def _multi_hot(labels: Sequence[str], classes: list[str], where: str) -> np.ndarray:
-    index = {c: i for i, c in enumerate(classes)}
+def _multi_hot(labels: Sequence[str], classes: list[str], where: str,
+               index: dict[str, int] | None = None) -> np.ndarray:
+    """Multi-hot [C] float32 of ``labels``; ``index`` ({class: i}) saves rebuilding it per video."""
+    if index is None:
+        index = {c: i for i, c in enumerate(classes)}
     out = np.zeros(len(classes), dtype=np.float32)
     for lab in labels:
         if lab not in index:
@@ -530,7 +590,7 @@ def _gt_entry(gt: dict | None, name: str, where: str, dataset: str, split: str,
         return None
     entry = gt["database"].get(name)
     if entry is None:
-        if extra_videos == "drop":
+        if extra_videos == "drop" or name in LEFT_OUT_VIDEOS.get(dataset, ()):
             dropped.append(name)
             return None
         raise DataError(f"{where}: video {name!r} has no annotations in the ground truth "
@@ -636,8 +696,90 @@ def _read_official(root: Path, split: str, coll: _Collector, classes: list[str] 
     return classes
 
 
+def _wtalc_keys(dataset: str, raw: list[str], path: Path) -> list[str]:
+    """Ground-truth names of the W-TALC rows (:func:`video_key`); errors name file and row."""
+    keys = []
+    for i, r in enumerate(raw):
+        try:
+            keys.append(video_key(dataset, r))
+        except ValueError as err:
+            raise DataError(f"{path}: row {i}: {err}") from None
+    return keys
+
+
+def _label_row(row: Any, where: str) -> list[str]:
+    """One row of labels_all.npy (a list of class names, or a single name) as strings."""
+    if isinstance(row, (str, bytes, np.str_, np.bytes_)):
+        row = [row]
+    try:
+        return [_as_str(x, where) for x in row]
+    except TypeError:
+        raise DataError(f"{where}: expected a list of class names, got {type(row).__name__}") \
+            from None
+
+
+#: Label disagreement reports already issued in this process (one warning per folder).
+_REPORTED: set[str] = set()
+
+
+def _check_labels_all(path: Path, names: list[str], labels_all: Any, gt: dict,
+                      classes: list[str], labels: str) -> dict[int, np.ndarray]:
+    """Compare W-TALC's labels_all.npy with the ground truth's labels, video by video.
+
+    Returns labels_all as multi-hot rows (for the rows the gt knows; all zeros where the row is
+    empty, as for THUMOS14's video_test_0000270 and 0001496). W-TALC's own files
+    disagree for some videos (THUMOS14: 26 of the 410 of ECM's gt, e.g. a second class whose
+    segments labels_all omits); that is reported once per process as a warning, with the
+    count and examples. A disagreement for most videos means the rows do not belong to
+    videoname.npy (misaligned files): that is an error.
+    """
+    own: dict[int, np.ndarray] = {}
+    differ = []
+    index = {c: j for j, c in enumerate(classes)}
+    for i, name in enumerate(names):
+        entry = gt["database"].get(name)
+        if entry is None:
+            continue
+        where = f"{path}: video {name!r} (row {i})"
+        row = _label_row(labels_all[i], where)  # W-TALC leaves some rows empty (THUMOS14: 2)
+        own[i] = (_multi_hot(row, classes, where, index) if row
+                  else np.zeros(len(classes), dtype=np.float32))
+        ref = _multi_hot([a["label"] for a in entry["annotations"]], classes, where, index)
+        if not np.array_equal(own[i], ref):
+            differ.append((name, own[i], ref))
+    if not differ:
+        return own
+
+    def show(v: np.ndarray) -> list[str]:
+        return [classes[j] for j in np.flatnonzero(v)]
+
+    if 2 * len(differ) > len(own):
+        raise DataError(f"{path}: labels differ from the ground truth for {len(differ)} of "
+                        f"{len(own)} videos (e.g. {differ[0][0]!r}: {show(differ[0][1])} vs "
+                        f"{show(differ[0][2])}): the rows do not match videoname.npy "
+                        f"(misaligned files?)")
+    kinds: dict[tuple, tuple] = {}  # one example per kind of difference, then the next ones
+    for n, a, b in differ:
+        kinds.setdefault((tuple(show(a)), tuple(show(b))), (n, a, b))
+    picked = list(kinds.values())[:3]
+    picked += [d for d in differ if d not in picked][:3 - len(picked)]
+    examples = "; ".join(f"{n}: labels_all {show(a)}, ground truth {show(b)}"
+                         for n, a, b in picked)
+    use = ("the ground-truth labels (data.labels=ground_truth; set data.labels=labels_all "
+           "for W-TALC's)" if labels == "ground_truth" else
+           "W-TALC's labels_all (data.labels=labels_all)")
+    msg = (f"{path}: W-TALC's video labels differ from the labels of the ground-truth "
+           f"segments for {len(differ)} of {len(own)} videos (e.g. {examples}); training uses "
+           f"{use}")
+    if msg not in _REPORTED:
+        _REPORTED.add(msg)
+        warnings.warn(msg, stacklevel=4)
+    return own
+
+
 def _read_wtalc(root: Path, split: str, coll: _Collector, classes: list[str] | None,
-                gt: dict | None, dataset: str, extra_videos: str, dropped: list[str]) -> None:
+                gt: dict | None, dataset: str, extra_videos: str, dropped: list[str],
+                labels: str = "ground_truth") -> None:
     pairs = _wtalc_pairs(root)
     if len(pairs) != 1:
         raise DataError(f"{root}: expected one *-I3D-JOINTFeatures.npy with its *-Annotations "
@@ -655,9 +797,22 @@ def _read_wtalc(root: Path, split: str, coll: _Collector, classes: list[str] | N
         urls = [_as_str(v, str(ann / "url.npy")) for v in _load_array(ann / "url.npy")]
         if len(urls) != len(names):
             raise DataError(f"{ann / 'url.npy'}: {len(urls)} rows, videoname.npy has {len(names)}")
-        names = ["v_" + u.split("v=")[-1].split("&")[0] for u in urls]
-    elif dataset.startswith("ActivityNet"):
-        names = [n if n.startswith("v_") else "v_" + n for n in names]
+        raw_ids = []
+        for i, u in enumerate(urls):
+            try:
+                raw_ids.append(youtube_id(u))
+            except ValueError as err:
+                raise DataError(f"{ann / 'url.npy'}: row {i}: {err}") from None
+        names = _wtalc_keys(dataset, raw_ids, ann / "url.npy")
+    else:
+        names = _wtalc_keys(dataset, names, ann / "videoname.npy")
+    if (ann / "classlist.npy").is_file():
+        listed = [_as_str(c, str(ann / "classlist.npy")) for c in _load_array(ann / "classlist.npy")]
+        if set(listed) != set(classes):
+            extra = sorted(set(listed) - set(classes))[:3]
+            missing = sorted(set(classes) - set(listed))[:3]
+            raise DataError(f"{ann / 'classlist.npy'}: classes differ from the ground truth's "
+                            f"{len(classes)} (not in the gt: {extra}; missing: {missing})")
     labels_all = None
     if (ann / "labels_all.npy").is_file():
         labels_all = _load_array(ann / "labels_all.npy", allow_pickle=True)
@@ -671,6 +826,14 @@ def _read_wtalc(root: Path, split: str, coll: _Collector, classes: list[str] | N
     if not rows:
         raise DataError(f"{ann / 'subset.npy'}: no video of split {split!r} (subsets present: "
                         f"{sorted(set(subsets))})")
+    index = {c: j for j, c in enumerate(classes)}
+    own: dict[int, np.ndarray] = {}
+    unlabelled: list[str] = []
+    if labels_all is not None:
+        own = _check_labels_all(ann / "labels_all.npy", names, labels_all, gt, classes, labels)
+    elif labels == "labels_all":
+        raise DataError(f"{ann / 'labels_all.npy'}: file not found (data.labels=labels_all takes "
+                        f"W-TALC's own labels from it; use data.labels=ground_truth)")
     feats = _load_array(feat_file, allow_pickle=True)
     if feats.ndim != 1 or len(feats) != len(names):
         raise DataError(f"{feat_file}: {getattr(feats, 'shape', None)} entries, videoname.npy "
@@ -680,15 +843,19 @@ def _read_wtalc(root: Path, split: str, coll: _Collector, classes: list[str] | N
         entry = _gt_entry(gt, names[i], where, dataset, split, extra_videos, dropped)
         if entry is None:
             continue
-        label = _multi_hot([a["label"] for a in entry["annotations"]], classes, where)
-        if labels_all is not None:
-            own = _multi_hot([_as_str(x, where) for x in labels_all[i]], classes,
-                             f"{ann / 'labels_all.npy'}: video {names[i]!r}")
-            if not np.array_equal(own, label):
-                raise DataError(f"{ann / 'labels_all.npy'}: labels of {names[i]!r} disagree with "
-                                f"the ground truth (files misaligned?)")
+        if labels == "labels_all":
+            label = own[i]
+            if not label.any():  # no label to train on: left out, reported with the others
+                unlabelled.append(names[i])
+                continue
+        else:
+            label = _multi_hot([a["label"] for a in entry["annotations"]], classes, where, index)
         feat = _check_time_major(feats[i], where, None)
         coll.add(where, names[i], feat, label=label, **_gt_meta(entry, where))
+    if unlabelled:
+        warnings.warn(f"{ann / 'labels_all.npy'}: left out {len(unlabelled)} video(s) of split "
+                      f"{split!r} without labels there (data.labels=labels_all): "
+                      f"{unlabelled[:10]}", stacklevel=3)
 
 
 def _read_per_video(root: Path, split: str, coll: _Collector, classes: list[str] | None,
@@ -747,6 +914,7 @@ def load_split(
     gt: dict | str | os.PathLike | None | bool = None,
     classes: Sequence[str] | None = None,
     extra_videos: str = "error",
+    labels: str = "ground_truth",
 ) -> FeatureSet:
     """Read one split of I3D features under ``root`` into a :class:`FeatureSet`.
 
@@ -759,13 +927,24 @@ def load_split(
     (official: cls_label, frame_num, fps) and from the ground truth otherwise. ``gt`` is a gt
     dict or json path, None for the dataset's official file (known datasets), or False for
     none (official layout only). A video absent from the gt is an error unless
-    ``extra_videos='drop'`` (then it is left out with a warning that names it). ``classes``
-    overrides the class order; an unknown dataset read without gt or classes gets
-    'class_<i>' names.
+    ``extra_videos='drop'`` (then it is left out with a warning that names it) or it is one
+    of the dataset's :data:`LEFT_OUT_VIDEOS` (always left out, with the same warning).
+    ``classes`` overrides the class order; an unknown dataset read without gt or classes
+    gets 'class_<i>' names. Video names from raw ids go through :func:`video_key`.
+
+    ``labels`` (config ``data.labels``, see :data:`LABEL_SOURCES`) picks the source of the
+    video labels where a layout has its own besides the ground truth: 'ground_truth' (default:
+    the labels of the gt segments, which evaluation uses, as ECM derives its labels) or
+    'labels_all' (the W-TALC layout's ``labels_all.npy``). Where the two disagree the reader
+    warns once, with the count and examples; the official layout's ``cls_label`` must equal
+    the gt's labels (both are ECM's).
     """
     root = Path(root)
     if extra_videos not in ("error", "drop"):
         raise ValueError(f"extra_videos must be 'error' or 'drop', got {extra_videos!r}")
+    if labels not in LABEL_SOURCES:
+        raise ValueError(f"labels must be one of {LABEL_SOURCES} (config data.labels), "
+                         f"got {labels!r}")
     if feat_dim is not None and (int(feat_dim) != feat_dim or feat_dim < 1):
         raise ValueError(f"feat_dim must be a positive integer or None, got {feat_dim!r}")
     if num_snippets is not None and (int(num_snippets) != num_snippets or num_snippets < 1):
@@ -784,12 +963,15 @@ def load_split(
     if layout == "official":
         class_list = _read_official(*args)
     elif layout == "wtalc":
-        _read_wtalc(*args)
+        _read_wtalc(*args, labels=labels)
     else:
         _read_per_video(*args, layout=layout)
     if dropped:
+        known = [n for n in dropped if n in LEFT_OUT_VIDEOS.get(dataset, ())]
+        why = (f" ({len(known)} of them left out of the ground truth on purpose, see "
+               f"ecmlib.data.LEFT_OUT_VIDEOS)" if known else "")
         warnings.warn(f"{root}: left out {len(dropped)} video(s) of split {split!r} without "
-                      f"annotations in the ground truth: {dropped[:10]}", stacklevel=2)
+                      f"annotations in the ground truth: {dropped[:10]}{why}", stacklevel=2)
     if not coll.records:
         raise DataError(f"{root}: no video of split {split!r} left to load")
     return _assemble(coll, dataset, split, class_list or [])

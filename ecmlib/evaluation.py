@@ -134,8 +134,8 @@ def _parse_segment(value: Any, where: str, allow_reversed: bool = False) -> tupl
         raise ValueError(f"{where}: 'segment' must be [start, end], got {value!r}")
     try:
         start, end = float(value[0]), float(value[1])
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: 'segment' {value!r} is not numeric") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer > 1e308
+        raise ValueError(f"{where}: 'segment' {value!r:.80} is not numeric") from None
     if not (math.isfinite(start) and math.isfinite(end)):
         raise ValueError(f"{where}: 'segment' {value!r} is not finite (NaN or inf)")
     if end < start and not allow_reversed:
@@ -357,8 +357,8 @@ def load_predictions(path_or_dict: str | Path | Mapping[str, Any], gt: GroundTru
                 reversed_.append(f"video {vid!r}, detection {j}: {det['segment']}")
             try:
                 score = float(det["score"])
-            except (TypeError, ValueError):
-                raise ValueError(f"{where}: 'score' {det['score']!r} is not numeric") from None
+            except (TypeError, ValueError, OverflowError):
+                raise ValueError(f"{where}: 'score' {det['score']!r:.80} is not numeric") from None
             if not math.isfinite(score):
                 raise ValueError(f"{where}: 'score' is {score} (NaN or inf)")
             names.append(str(vid))

@@ -20,11 +20,20 @@ Three layers, so each can be tested on its own:
 :func:`pick_examples` / :func:`plot_examples` make notebook 05's static figure;
 :func:`open_checkpoint`, :func:`load_test_split`, :func:`split_fingerprint` and
 :func:`plot_per_class_ap` serve both notebooks that evaluate a checkpoint (05, 06).
+
+Two models (notebook 05's default: the record runs' ECM and pre-only, see
+:data:`RECORD_CHECKPOINTS`): :func:`check_comparable` refuses checkpoints that are not
+evaluated on the same test split with the same localisation; :class:`ModelPair` holds both
+analyses of one split and ranks its videos by AP@0.5 difference (:meth:`ModelPair.ranking`);
+:func:`plot_video_comparison` draws both CAS and both detection sets on one timeline; and
+:func:`make_pair_explorer` puts the ranking beside the explorer's controls (picking a row
+opens that video) and prints :func:`pair_marker_line` on every redraw.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,10 +65,26 @@ __all__ = [
     "split_fingerprint",
     "make_explorer",
     "marker_line",
+    "CHECKPOINT_DIR",
+    "RECORD_CHECKPOINTS",
+    "resolve_checkpoint",
+    "comparability_problems",
+    "check_comparable",
+    "ModelPair",
+    "plot_video_comparison",
+    "plot_pair_examples",
+    "pair_marker_line",
+    "parse_pair_marker",
+    "make_pair_explorer",
 ]
 
+#: Where the shipped checkpoints live (see data/checkpoints/README.md).
+CHECKPOINT_DIR = default_data_dir() / "checkpoints"
 #: The small checkpoint shipped with the repository (see data/checkpoints/README.md).
-DEMO_CHECKPOINT = default_data_dir() / "checkpoints" / "thumos14-mini_ecm.pth"
+DEMO_CHECKPOINT = CHECKPOINT_DIR / "thumos14-mini_ecm.pth"
+#: The record runs' ECM and pre-only models (seed 0, paper protocol), shipped for notebook 05.
+RECORD_CHECKPOINTS = {"ECM": CHECKPOINT_DIR / "thumos14-mini_record_ecm.pth",
+                      "pre-only": CHECKPOINT_DIR / "thumos14-mini_record_pre_only.pth"}
 MAP_TIOU = 0.5
 
 
@@ -384,6 +409,18 @@ def real_features_status(data_root: str | Path | None, cfg: ExperimentConfig) ->
     return None
 
 
+def resolve_checkpoint(path: str | Path | None) -> Path:
+    """The file a checkpoint argument names: the demo checkpoint when empty, else the path
+    itself, or, for a bare file name that is not a file here, that shipped checkpoint in
+    ``data/checkpoints/`` (so notebooks name them wherever they run)."""
+    if not path:
+        return DEMO_CHECKPOINT
+    path = Path(path)
+    if not path.is_file() and path.name == str(path) and (CHECKPOINT_DIR / path).is_file():
+        return CHECKPOINT_DIR / path
+    return path
+
+
 def open_checkpoint(path: str | Path | None = None, dataset: str = "THUMOS14",
                     data_root: str | Path | None = None,
                     map_location: str = "cpu") -> tuple[torch.nn.Module, ExperimentConfig]:
@@ -394,13 +431,14 @@ def open_checkpoint(path: str | Path | None = None, dataset: str = "THUMOS14",
     With ``data_root`` the config points at those real features instead.
     """
     from .model import infer_config, load_checkpoint
+    from .safeload import load_checkpoint_file
     from .train import make_config
-    path = Path(path) if path else DEMO_CHECKPOINT
+    path = resolve_checkpoint(path)
     if not path.is_file():
         hint = (" (make it with: python scripts/make_demo_checkpoint.py)"
                 if path == DEMO_CHECKPOINT else "")
         raise FileNotFoundError(f"{path}: checkpoint file not found{hint}")
-    raw = torch.load(path, map_location="cpu", weights_only=False)
+    raw = load_checkpoint_file(path)  # weights_only: nothing of the file runs
     if isinstance(raw, dict) and "ecmlib_config" in raw:
         cfg = ExperimentConfig.from_dict(raw["ecmlib_config"])
         if data_root:
@@ -437,7 +475,8 @@ def load_test_split(cfg: ExperimentConfig, max_videos: int | None = None) -> Fea
         from .data import load_split
         from .train import ground_truth_path
         test = load_split(d.data_root, d.dataset, d.test_split, cfg.model.num_snippets,
-                          feat_dim=cfg.model.feat_dim, layout=d.layout, gt=ground_truth_path(cfg))
+                          feat_dim=cfg.model.feat_dim, layout=d.layout, gt=ground_truth_path(cfg),
+                          labels=d.labels)
         if test.num_classes != cfg.model.num_classes:
             raise ValueError(f"{test.source}: {test.num_classes} classes but the model has "
                              f"{cfg.model.num_classes}")
@@ -541,3 +580,412 @@ def make_explorer(analysis: VideoAnalysis, cfg: ExperimentConfig | None = None,
     out = w.interactive_output(redraw, {"video": video_box, "klass": klass, **sliders})
     controls = w.VBox([video_box, klass, *sliders.values()])
     return w.VBox([controls, out]), out
+
+
+# ------------------------------------------------------------------ two models
+
+#: Config keys two checkpoints must share to be compared on one test split with one set of
+#: localisation knobs: every data key but the train split (what is evaluated), the widths of
+#: the input and output, and every localisation parameter.
+_PAIR_DATA_SKIP = ("train_split",)
+_PAIR_MODEL_KEYS = ("feat_dim", "num_snippets", "num_classes")
+
+#: A two-model redraw's marker line (see :func:`pair_marker_line`).
+PAIR_MARKER = re.compile(
+    r"video=(?P<video>\S+) class=(?P<klass>.+?)"
+    r" \| (?P<label_a>\S+) AP@0\.5=(?P<ap_a>\S+) mAP@0\.5=(?P<map_a>\S+) detections=(?P<n_a>\d+)"
+    r" \| (?P<label_b>\S+) AP@0\.5=(?P<ap_b>\S+) mAP@0\.5=(?P<map_b>\S+) detections=(?P<n_b>\d+)")
+
+
+def comparability_problems(cfg_a: ExperimentConfig, cfg_b: ExperimentConfig) -> list[str]:
+    """Why two checkpoints' configs cannot be compared on one test split (empty: they can).
+
+    Each entry names a key and both values, e.g. ``data.synthetic_seed: 0 vs 1``.
+    """
+    a, b = cfg_a.to_dict(), cfg_b.to_dict()
+    keys = ([("data", k) for k in a["data"] if k not in _PAIR_DATA_SKIP]
+            + [("model", k) for k in _PAIR_MODEL_KEYS] + [("localize", k) for k in a["localize"]])
+    return [f"{sec}.{k}: {a[sec].get(k)!r} vs {b[sec].get(k)!r}" for sec, k in keys
+            if a[sec].get(k) != b[sec].get(k)]
+
+
+def check_comparable(cfg_a: ExperimentConfig, cfg_b: ExperimentConfig,
+                     labels: tuple[str, str] = ("A", "B")) -> None:
+    """Raise a ValueError naming every differing key unless the two configs evaluate on the
+    same test split with the same localisation parameters."""
+    problems = comparability_problems(cfg_a, cfg_b)
+    if problems:
+        raise ValueError(
+            f"{labels[0]} and {labels[1]} cannot be compared: they are not evaluated on the same "
+            f"test split with the same localisation ({'; '.join(problems)}). Compare checkpoints "
+            f"of one benchmark, or give both the same data and localize settings.")
+
+
+def _clean_label(label: str) -> str:
+    """A model name fit for the marker line: no spaces, no '|'."""
+    out = re.sub(r"\s+", "_", str(label).strip()).replace("|", "/")
+    if not out:
+        raise ValueError("a model label must not be empty")
+    return out
+
+
+@dataclass
+class ModelPair:
+    """Two models' :class:`VideoAnalysis` of the same test split, to see where one beats the other.
+
+    Construction refuses analyses of different splits (videos, classes, timing, ground truth)
+    or with different localisation parameters. :meth:`ranking` ranks the videos by the
+    difference of their AP@0.5 (model ``a`` minus model ``b``).
+    """
+
+    a: VideoAnalysis
+    b: VideoAnalysis
+    labels: tuple[str, str] = ("A", "B")
+    _ap_cache: OrderedDict = field(default_factory=OrderedDict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.labels = (_clean_label(self.labels[0]), _clean_label(self.labels[1]))
+        if self.labels[0] == self.labels[1]:
+            raise ValueError(f"the two models need different labels, got {self.labels}")
+        a, b = self.a, self.b
+        problems = []
+        if a.names != b.names:
+            diff = next((f"{x} vs {y}" for x, y in zip(a.names, b.names) if x != y),
+                        f"{len(a)} vs {len(b)} videos")
+            problems.append(f"different test videos ({diff})")
+        if a.classes != b.classes:
+            problems.append(f"different classes ({len(a.classes)} vs {len(b.classes)})")
+        if not problems:
+            for name in ("frame_num", "fps", "duration"):
+                if not np.array_equal(getattr(a, name), getattr(b, name)):
+                    problems.append(f"different {name} per video")
+            ga, gb = a.gt, b.gt
+            if (ga.video_names != gb.video_names or ga.classes != gb.classes
+                    or not all(np.array_equal(getattr(ga, k), getattr(gb, k))
+                               for k in ("video_idx", "class_idx", "start", "end"))):
+                problems.append(f"different ground truth ({ga.describe()} vs {gb.describe()})")
+        if a.params != b.params:
+            problems.append(f"different localisation parameters ({a.params} vs {b.params})")
+        if problems:
+            raise ValueError(f"{self.labels[0]} and {self.labels[1]} were not analysed on the same "
+                             f"test split: {'; '.join(problems)}")
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    @property
+    def params(self) -> LocalizeParams:
+        """The localisation parameters both analyses start from."""
+        return self.a.params
+
+    def localize(self, i: int, params: LocalizeParams | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(detections of model a, of model b) in video i, rows [N, 4]."""
+        return self.a.localize(i, params), self.b.localize(i, params)
+
+    def class_aps(self, params: LocalizeParams | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """AP@0.5 of each video and class [N, C] for model a and model b (NaN where the video
+        has no ground truth of the class); cached for the last 8 parameter sets."""
+        p = params or self.params
+        if p not in self._ap_cache:
+            out = []
+            for analysis in (self.a, self.b):
+                ap = np.full((len(analysis), len(analysis.classes)), np.nan)
+                for i in range(len(analysis)):
+                    res = analysis.video_result(i, analysis.localize(i, p))
+                    if res is not None:
+                        ap[i] = res.ap[0]
+                out.append(ap)
+            self._ap_cache[p] = tuple(out)
+            while len(self._ap_cache) > 8:
+                self._ap_cache.popitem(last=False)
+        self._ap_cache.move_to_end(p)
+        return self._ap_cache[p]
+
+    def ranking(self, params: LocalizeParams | None = None) -> Any:
+        """Test videos with ground truth ranked by AP@0.5 difference (a − b), largest first.
+
+        A pandas DataFrame with columns ``video``, ``index`` (position in the split),
+        ``classes`` (ground-truth classes), ``ap_a``, ``ap_b`` (the video's AP@0.5: mean
+        over its ground-truth classes of the class AP, as evaluate_detection's mAP of that
+        video alone) and ``difference``; ties keep the split's order. ``attrs['labels']``
+        holds the two model names.
+        """
+        import pandas as pd
+        ap_a, ap_b = self.class_aps(params)
+        rows = []
+        for i in range(len(self)):
+            has_gt = ~np.isnan(ap_a[i])
+            if not has_gt.any():
+                continue
+            a, b = float(ap_a[i, has_gt].mean()), float(ap_b[i, has_gt].mean())
+            rows.append({"video": self.a.names[i], "index": i,
+                         "classes": ", ".join(self.a.classes[c] for c in np.flatnonzero(has_gt)),
+                         "ap_a": a, "ap_b": b, "difference": a - b})
+        df = pd.DataFrame(rows, columns=["video", "index", "classes", "ap_a", "ap_b", "difference"])
+        df = df.sort_values("difference", ascending=False, kind="stable").reset_index(drop=True)
+        df.attrs["labels"] = self.labels
+        return df
+
+    def class_to_show(self, i: int, params: LocalizeParams | None = None) -> int:
+        """The class to open video i on: of its ground-truth classes, the one whose AP@0.5
+        differs most between the models (ties: the higher mean video score); without ground
+        truth, the class with the highest mean video score."""
+        score = (self.a.scores[i] + self.b.scores[i]) / 2
+        classes = self.a.gt_classes(i)
+        if not classes:
+            return int(np.argmax(score))
+        ap_a, ap_b = self.class_aps(params)
+        gap = np.nan_to_num(np.abs(ap_a[i] - ap_b[i]), nan=-1.0)
+        return int(max(classes, key=lambda c: (gap[c], score[c])))
+
+
+def pair_marker_line(video: str, class_name: str, labels: tuple[str, str],
+                     aps: tuple[float, float], maps: tuple[float, float],
+                     detections: tuple[int, int]) -> str:
+    """The line each two-model redraw prints: one ``AP@0.5 mAP@0.5 detections`` block per model."""
+    def block(k: int) -> str:
+        ap = aps[k]
+        ap_text = "n/a" if not np.isfinite(ap) else f"{ap:.4f}"
+        return (f"{_clean_label(labels[k])} AP@{MAP_TIOU:g}={ap_text} "
+                f"mAP@{MAP_TIOU:g}={maps[k]:.4f} detections={int(detections[k])}")
+    return f"video={video} class={class_name} | {block(0)} | {block(1)}"
+
+
+def parse_pair_marker(line: str) -> dict[str, Any] | None:
+    """The fields of a :func:`pair_marker_line` in ``line`` (the last one), None without one.
+
+    APs are floats (NaN for ``n/a``), detections ints, the rest strings.
+    """
+    found = list(PAIR_MARKER.finditer(line))
+    if not found:
+        return None
+    d: dict[str, Any] = found[-1].groupdict()
+    for k in ("ap_a", "ap_b", "map_a", "map_b"):
+        d[k] = float("nan") if d[k] == "n/a" else float(d[k])
+    for k in ("n_a", "n_b"):
+        d[k] = int(d[k])
+    return d
+
+
+#: Colours of model a and model b in the two-model plots.
+PAIR_COLOURS = ("tab:red", "tab:blue")
+
+
+def plot_video_comparison(cas_a: np.ndarray, cas_b: np.ndarray,
+                          gt_segments: Sequence[tuple[float, float]], dets_a: np.ndarray,
+                          dets_b: np.ndarray, class_index: int | None, duration: float,
+                          labels: tuple[str, str] = ("A", "B"),
+                          aps: tuple[float, float] | None = None, ax: Axes | None = None,
+                          title: str = "", params: LocalizeParams | None = None,
+                          max_detections: int = 8) -> Axes:
+    """Two models' view of one video and class on one timeline in seconds.
+
+    Both raw CAS [T] drawn min-max normalised (model a solid red, model b dashed blue),
+    ground truth shaded green, and below the curves one band of detection boxes per model
+    (rows [N, 4] class, start, end, score; those of ``class_index``, the ``max_detections``
+    best, labelled with their score): filled in the model's colour when the box overlaps a
+    ground-truth segment with tIoU >= 0.5, hatched otherwise. The band's y tick names the
+    model; the title gives both ``aps`` (AP@0.5 of the class in this video).
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch, Rectangle
+
+    curves = [np.asarray(c, dtype=np.float64).ravel() for c in (cas_a, cas_b)]
+    if curves[0].size == 0:
+        raise ValueError("cas must have at least one snippet")
+    if curves[0].shape != curves[1].shape:
+        raise ValueError(f"the two CAS must have the same length, got {curves[0].shape} "
+                         f"and {curves[1].shape}")
+    if not duration > 0:
+        raise ValueError(f"duration must be > 0 seconds, got {duration}")
+    labels = (_clean_label(labels[0]), _clean_label(labels[1]))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9.0, 3.6))
+    t = curves[0].size
+    x = (np.arange(t) + 0.5) * duration / t
+    for k, (s, e) in enumerate(gt_segments):
+        ax.axvspan(s, e, color="tab:green", alpha=0.2, lw=0, label="ground truth" if k == 0 else None)
+    for curve, label, colour, style in zip(curves, labels, PAIR_COLOURS, ("-", "--")):
+        norm = np.maximum(minmax_normalize(curve[None, :])[0], 0.0)
+        ax.plot(x, norm, color=colour, lw=1.2, ls=style, label=f"CAS {label}")
+    if params is not None:
+        ax.axhline(params.act_thresh[0], color="0.4", lw=0.8, ls=":",
+                   label=f"lowest threshold {params.act_thresh[0]:.2f}")
+
+    height, gap = 0.08, 0.1
+    top = 0.0
+    ticks, tick_labels, counts = [], [], []
+    for dets, label, colour in zip((dets_a, dets_b), labels, PAIR_COLOURS):
+        rows = np.asarray(dets, dtype=np.float64).reshape(-1, 4)
+        if class_index is not None:
+            rows = rows[rows[:, 0] == class_index]
+        counts.append(rows.shape[0])
+        rows = rows[np.argsort(-rows[:, 3], kind="stable")][:max_detections]
+        lane = _lanes(rows[:, 1], rows[:, 2])
+        hit = _max_tiou(rows[:, 1], rows[:, 2], gt_segments) >= 0.5
+        for (_, s, e, score), k, good in zip(rows, lane, hit):
+            y = top - gap * (k + 1)
+            ax.add_patch(Rectangle((s, y), max(e - s, 1e-9), height,
+                                   facecolor=colour if good else "white", edgecolor=colour,
+                                   hatch=None if good else "///", lw=0.8, alpha=0.85))
+            ax.text(s, y + height / 2, f" {score:.2f}", va="center", ha="left", fontsize=6)
+        n_lanes = int(lane.max()) + 1 if lane.size else 1
+        if not rows.size:
+            ax.text(0.0, top - gap + height / 2, " no detections", va="center", ha="left",
+                    fontsize=6, color=colour)
+        ticks.append(top - gap * n_lanes / 2 - gap / 2 + height / 2)
+        tick_labels.append(label)
+        top -= gap * n_lanes + 0.05
+    ax.set_ylim(top, 1.3)
+    ax.set_yticks([0.0, 0.5, 1.0, *ticks], ["0", "0.5", "1", *tick_labels])
+    for tick, colour in zip(ax.get_yticklabels()[3:], PAIR_COLOURS):
+        tick.set_color(colour)
+    ax.set_xlim(0, duration)
+    ax.set_xlabel("time (s)")
+    handles, names = ax.get_legend_handles_labels()
+    handles += [Patch(facecolor="0.5", edgecolor="0.3"),
+                Patch(facecolor="white", edgecolor="0.3", hatch="///")]
+    names += ["detection, tIoU ≥ 0.5", "detection, miss"]
+    ax.legend(handles, names, fontsize="x-small", loc="upper right", ncol=3)
+    parts = []
+    for k, label in enumerate(labels):
+        ap = None if aps is None else aps[k]
+        ap_text = "" if ap is None else (
+            " AP@0.5 n/a" if not np.isfinite(ap) else f" AP@{MAP_TIOU:g} = {ap:.2f}")
+        parts.append(f"{label}{ap_text} [{counts[k]} det.]")
+    ax.set_title(f"{title}  —  {'  vs  '.join(parts)}".strip(" —"), fontsize="small")
+    return ax
+
+
+def plot_pair_examples(pair: ModelPair, videos: Sequence[int | str],
+                       params: LocalizeParams | None = None) -> Any:
+    """One :func:`plot_video_comparison` row per video (at :meth:`ModelPair.class_to_show`)
+    -> Figure."""
+    import matplotlib.pyplot as plt
+    p = params or pair.params
+    idx = [pair.a.index(v) for v in videos]
+    if not idx:
+        raise ValueError("no videos to plot")
+    fig, axes = plt.subplots(len(idx), 1, figsize=(9.5, 3.3 * len(idx)), squeeze=False)
+    for ax, i in zip(axes[:, 0], idx):
+        c = pair.class_to_show(i, p)
+        dets_a, dets_b = pair.localize(i, p)
+        aps = (pair.a.video_ap(i, c, dets_a), pair.b.video_ap(i, c, dets_b))
+        plot_video_comparison(pair.a.cas[i, c], pair.b.cas[i, c], pair.a.gt_segments(i, c),
+                              dets_a, dets_b, c, pair.a.span(i, p), labels=pair.labels, aps=aps,
+                              ax=ax, title=f"{pair.a.names[i]}: {pair.a.classes[c]}", params=p)
+    fig.tight_layout()
+    return fig
+
+
+def _ranking_lines(ranking: Any, labels: tuple[str, str]) -> tuple[str, list[str]]:
+    """(header, one fixed-width line per ranking row) for the ranking list."""
+    la, lb = (lab[:8] for lab in labels)
+    head = f"{'#':>3}  {'video':<24} {'classes':<18} {la:>8} {lb:>8} {'diff':>7}"
+    lines = []
+    for rank, row in enumerate(ranking.itertuples(index=False), start=1):
+        classes = row.classes if len(row.classes) <= 18 else row.classes[:17] + "…"
+        lines.append(f"{rank:>3}  {row.video[:24]:<24} {classes:<18} {row.ap_a:>8.3f} "
+                     f"{row.ap_b:>8.3f} {row.difference:>+7.3f}")
+    return head, lines
+
+
+def make_pair_explorer(pair: ModelPair, cfg: ExperimentConfig | None = None,
+                       video: int | str | None = None,
+                       figsize: tuple[float, float] = (9.5, 4.0),
+                       rows: int = 14) -> tuple[Any, Any]:
+    """ipywidgets explorer of two models -> (controls + ranking + output container, Output).
+
+    The controls of :func:`make_explorer` (video and class dropdowns, the five localisation
+    sliders, shared by both models) beside a list of the test videos ranked by AP@0.5
+    difference (model a − model b, at the starting parameters); picking a row opens that
+    video. It starts at ``video`` (default: the top row, where model a gains most); a video
+    opens on :meth:`ModelPair.class_to_show`. Each redraw draws
+    :func:`plot_video_comparison` and prints :func:`pair_marker_line`.
+    """
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+
+    base = cfg.localize if cfg is not None else pair.params
+    style = {"description_width": "150px"}
+    layout = w.Layout(width="460px")
+    a, b = pair.a, pair.b
+
+    ranking = pair.ranking(base)
+    head, lines = _ranking_lines(ranking, pair.labels)
+    ranked = [int(i) for i in ranking["index"]]
+
+    def video_label(i: int) -> str:
+        names = ", ".join(a.classes[c] for c in a.gt_classes(i)) or "no label"
+        return f"{a.names[i]} ({names})"
+
+    if video is None:
+        start = ranked[0] if ranked else 0
+    else:
+        start = a.index(video)
+    video_box = w.Dropdown(options=[(video_label(i), i) for i in range(len(a))], value=start,
+                           description="video", style=style, layout=layout)
+    klass = w.Dropdown(options=[(c, k) for k, c in enumerate(a.classes)],
+                       value=pair.class_to_show(start, base), description="class", style=style,
+                       layout=layout)
+
+    def slider(desc: str, value: float, lo: float, hi: float, step: float) -> Any:
+        return w.FloatSlider(value=value, min=lo, max=hi, step=step, description=desc,
+                             continuous_update=False, readout_format=".3f", style=style,
+                             layout=layout)
+
+    sliders = {
+        "cls_score_th": slider("class score threshold", base.cls_score_th, 0.0, 1.0, 0.01),
+        "act_start": slider("lowest act. threshold", base.act_thresh[0], 0.0, 0.5, 0.01),
+        "nms_threshold": slider("NMS threshold", base.nms_threshold, 0.05, 1.0, 0.05),
+        "conf_gamma": slider("γ (conf_gamma)", base.conf_gamma, 0.0, 1.0, 0.05),
+        "outer_lambda": slider("outer λ", base.outer_lambda, 0.0, 1.0, 0.05),
+    }
+    ranking_list = w.Select(options=list(zip(lines, ranked)),
+                            value=start if start in ranked else None, rows=rows,
+                            layout=w.Layout(width="640px"))
+    ranking_list.add_class("ecm-ranking")
+    la, lb = pair.labels
+    caption = w.HTML(
+        "<style>.ecm-ranking select, .ecm-ranking-head pre {font-family: monospace; "
+        "font-size: 12px; margin: 0;} .ecm-ranking-head pre {padding-left: 4px;}</style>"
+        f"<b>Test videos by AP@{MAP_TIOU:g} difference ({la} − {lb})</b> at the checkpoints' "
+        "localisation parameters; pick a row to open the video."
+        f"<div class='ecm-ranking-head'><pre>{head}</pre></div>")
+
+    def open_video(change: dict) -> None:
+        i = change["new"]
+        klass.value = pair.class_to_show(i, base)
+        if i in ranked:
+            ranking_list.value = i
+
+    def pick_row(change: dict) -> None:
+        if change["new"] is not None:
+            video_box.value = change["new"]
+
+    # Registered before interactive_output's own observer, so the redraw a video change
+    # causes already sees the new video's class.
+    video_box.observe(open_video, names="value")
+    ranking_list.observe(pick_row, names="value")
+
+    def redraw(video: int, klass: int, **knobs: float) -> None:
+        params = _params_from(base, **knobs)
+        dets = pair.localize(video, params)
+        aps = (a.video_ap(video, klass, dets[0]), b.video_ap(video, klass, dets[1]))
+        maps = (a.dataset_map(params), b.dataset_map(params))
+        counts = tuple(int(np.sum(d[:, 0] == klass)) if d.size else 0 for d in dets)
+        fig, ax = plt.subplots(figsize=figsize)
+        name, cname = a.names[video], a.classes[klass]
+        plot_video_comparison(a.cas[video, klass], b.cas[video, klass],
+                              a.gt_segments(video, klass), dets[0], dets[1], klass,
+                              a.span(video, params), labels=pair.labels, aps=aps, ax=ax,
+                              title=f"{name}: {cname}", params=params)
+        fig.tight_layout()
+        plt.show()
+        plt.close(fig)
+        print(pair_marker_line(name, cname, pair.labels, aps, maps, counts))
+
+    out = w.interactive_output(redraw, {"video": video_box, "klass": klass, **sliders})
+    controls = w.VBox([video_box, klass, *sliders.values()])
+    table = w.VBox([caption, ranking_list])
+    return w.VBox([w.HBox([controls, table]), out]), out

@@ -425,13 +425,10 @@ def load_checkpoint(path: str | Path, cfg: ModelConfig | None = None,
     With ``cfg`` the checkpoint must fit it (else a ValueError says which value differs);
     without, the widths are read off the weights. Returns (model in eval mode, raw dict).
     """
+    from .safeload import load_checkpoint_file
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint file not found")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as err:  # corrupt or not a torch file
-        raise ValueError(f"{path}: cannot read checkpoint ({type(err).__name__}: {err})") from None
+    # weights_only: tensors and plain data only; a file that needs more is refused unrun.
+    ckpt = load_checkpoint_file(path, map_location=map_location)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         keys = list(ckpt)[:5] if isinstance(ckpt, dict) else type(ckpt).__name__
         raise ValueError(f"{path}: not an official ECM checkpoint (expected a dict with "

@@ -266,16 +266,23 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: cannot read ({err})") from None
 
 
+def cell_config(cell: Cell) -> Any:
+    """The ExperimentConfig that the cell's command line builds."""
+    from .cli import build_parser
+    from .train import _config_from_args
+    return _config_from_args(build_parser().parse_args(cell.argv()))
+
+
 def _test_split(cell: Cell, cache: dict) -> Any:
-    """The cell's test features (generated once per world and data seed)."""
-    key = (cell.data_seed, cell.knobs)
+    """(the cell's config, its test features); the features are generated once per world
+    and data seed (the config is the cell's own)."""
+    from .train import load_data
+    cfg = cell_config(cell)
+    key = (cell.preset, cell.data_seed, cell.knobs)
     if key not in cache:
-        from .cli import build_parser
-        from .train import _config_from_args, load_data
-        cfg = _config_from_args(build_parser().parse_args(cell.argv()))
         cache.clear()  # one world at a time: the arrays are large
-        cache[key] = (cfg, load_data(cfg)[1])
-    return cache[key]
+        cache[key] = load_data(cfg)[1]
+    return cfg, cache[key]
 
 
 def _interval(values: Any) -> tuple[float, float]:
@@ -390,9 +397,17 @@ def write_study(study: Study, root: str | Path, out_dir: str | Path,
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / study.csv_name, table.to_csv(index=False))
+    curves_path = out_dir / f"{study.name}_curves.csv"
     curves = collect_curves(study.cells, root)
-    if len(curves) or not (out_dir / f"{study.name}_curves.csv").exists():
-        atomic_write_text(out_dir / f"{study.name}_curves.csv", curves.to_csv(index=False))
+    if curves_path.is_file():
+        # Curves of runs trained elsewhere (an earlier session) whose folders are not here.
+        old = pd.read_csv(curves_path)
+        here = {(c.setting, c.seed, c.data_seed, c.world) for c in study.cells
+                if is_done(root, c)}
+        keys = list(zip(old["setting"], old["seed"], old["data_seed"], old["world"]))
+        old = old[[k not in here for k in keys]]
+        curves = pd.concat([old, curves], ignore_index=True) if len(old) else curves
+    atomic_write_text(curves_path, curves.to_csv(index=False))
     atomic_write_text(out_dir / f"{study.name}.md", summary_markdown(study, table))
     return table
 
@@ -701,9 +716,18 @@ def record_main(argv: list[str] | None = None) -> int:
         for c in cells:
             print(("done  " if is_done(args.root, c) else "todo  ") + c.command())
         return 0
-    failures = [] if args.collect_only else run_cells(cells, args.root, args.jobs)
     import pandas as pd
     out = Path(args.results or default_results_dir())
+    # Runs already in a results file (e.g. trained in an earlier session) are not re-run.
+    recorded: set[str] = set()
+    for key in args.study:
+        path = out / studies()[key].csv_name
+        if path.is_file():
+            recorded |= set(pd.read_csv(path)["command"])
+    todo = [c for c in cells if c.command() not in recorded]
+    if len(todo) < len(cells):
+        print(f"{len(cells) - len(todo)} cell(s) already in the results files: not re-run")
+    failures = [] if args.collect_only else run_cells(todo, args.root, args.jobs)
     for key in args.study:
         study = studies()[key]
         prev_path = out / study.csv_name

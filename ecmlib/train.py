@@ -13,8 +13,25 @@ average mAP 0.5:0.95) and records a per-epoch history. A run directory holds::
     last.pth         the same for the last epoch (resume from it)
     result.json      the best epoch's detections, ActivityNet result format
     result.txt       the same, one detection per line (see ``write_txt_results``)
+    events.out.tfevents.*  TensorBoard scalars per epoch (``ecmlib.tblog``; when installed)
 
 Every file is written atomically; an existing run directory is never reused unless asked.
+
+Resuming (``train(..., resume=RUN)``, ``python -m ecmlib train ... --resume RUN``): ``RUN``
+or ``RUN/last.pth`` continues after the last finished epoch, in ``RUN`` itself by default
+(``--out COPY``: into a new folder, ``RUN`` untouched). ``last.pth`` is the record: weights,
+Adam state, history, the best epoch and its score, and the RNG states (shuffling generator,
+torch CPU and CUDA: dropout); it is written at the end of each epoch after the history and
+before ``best.pth``, so ``best.pth`` is never ahead of it, and a kill between the two is
+repaired from ``last.pth``. A kill at any moment (SIGKILL mid-epoch, mid-evaluation,
+mid-write) therefore leaves ``RUN`` resumable, and on the CPU with the same thread count
+the finished run equals the uninterrupted one, wall times aside. The configuration must be
+``RUN/config.json``'s: any difference is refused naming the keys, except ``train.epochs``
+(extend; never below the epochs done) and ``train.device`` / ``train.num_threads``
+(accepted with a warning: the continuation is then not bit-identical). Checkpoints hold
+only tensors, plain containers, numbers and strings (``torch.load(weights_only=True)``).
+The test hook ``ECMLIB_TEST_KILL_AT=<phase>:<epoch>`` SIGKILLs the process at a point
+(see ``_kill_point``).
 """
 
 from __future__ import annotations
@@ -23,10 +40,13 @@ import argparse
 import copy
 import json
 import math
+import os
 import platform
 import random
+import signal
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -35,15 +55,17 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .config import ExperimentConfig, preset
+from .config import SECTIONS, ExperimentConfig, preset
 from .data import THUMOS14_CLASSES, FeatureSet, load_annotations
 from .evaluation import (DetectionResult, GroundTruth, Predictions, classification_map,
                          evaluate_detection, format_table, ground_truth_from_dict,
                          predictions_from_arrays)
-from .io import atomic_torch_save, atomic_write_json, atomic_write_text, prepare_run_dir
+from .io import atomic_write, atomic_write_json, atomic_write_text, prepare_run_dir
 from .localize import localize_batch_flat
 from .losses import LOSS_NAMES, compute_losses
 from .model import ECMNet, check_compatible, load_checkpoint
+from .safeload import load_checkpoint_file
+from .tblog import ScalarLog
 
 # The synthetic benchmark each dataset falls back to when no real features are given, and
 # the values that differ from the paper config on it: a CPU-sized trunk and an evaluation
@@ -122,7 +144,8 @@ def load_data(cfg: ExperimentConfig) -> tuple[FeatureSet, FeatureSet]:
         from .data import load_split
         gt = ground_truth_path(cfg)
         sets = tuple(load_split(d.data_root, d.dataset, split, cfg.model.num_snippets,
-                                feat_dim=cfg.model.feat_dim, layout=d.layout, gt=gt)
+                                feat_dim=cfg.model.feat_dim, layout=d.layout, gt=gt,
+                                labels=d.labels)
                      for split in (d.train_split, d.test_split))
     else:
         from .synthetic import generate, get_spec, parse_knobs
@@ -277,11 +300,145 @@ def save_checkpoint(path: str | Path, model: ECMNet, optimizer: torch.optim.Opti
     state = {"epoch": epoch, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
              "optimizer": optimizer.state_dict() if optimizer is not None else {}}
     state.update(extra or {})
+
+    def write(fh) -> None:
+        torch.save(state, fh)
+        _kill_point(f"write-{Path(path).stem}", epoch)   # test hook: temp file written, not renamed
+
     try:
-        atomic_torch_save(path, state)
+        atomic_write(path, write)
     except OSError as err:
         raise RuntimeError(f"{path}: saving the checkpoint failed ({err}); the previous "
                            f"file, if any, is intact") from err
+
+
+# -- resuming -------------------------------------------------------------------------------
+
+# A resume runs on the run's own configuration. Two kinds of keys may differ: the epoch
+# budget (a run may be extended, never cut below the epochs it has done), and where the run
+# executes (device, CPU threads: the continuation runs, with a warning that it cannot repeat
+# the uninterrupted run bit for bit). Any other difference is refused, naming the keys.
+RESUME_MAY_EXTEND = ("train.epochs",)
+RESUME_MAY_MOVE = ("train.device", "train.num_threads")
+RUN_FILES = ("config.json", "history.csv", "history.json", "metrics.json", "best.pth",
+             "last.pth", "result.json", "result.txt")
+KILL_ENV = "ECMLIB_TEST_KILL_AT"
+
+
+def _kill_point(phase: str, epoch: int) -> None:
+    """Test hook: ``ECMLIB_TEST_KILL_AT=<phase>:<epoch>`` SIGKILLs this process right here.
+
+    Phases: ``epoch`` (mid-epoch: after its first batch), ``eval`` (evaluation computed, not
+    recorded), ``history`` (history files written, last.pth not), ``write-last`` /
+    ``write-best`` (checkpoint complete in its temp file, not renamed), ``final`` (after the
+    last epoch: metrics.json written, result files not; epoch = train.epochs).
+    """
+    if os.environ.get(KILL_ENV) == f"{phase}:{epoch}":
+        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
+
+
+def resume_checkpoint(resume: str | Path) -> Path:
+    """The checkpoint a ``--resume`` value names: a run directory stands for its ``last.pth``.
+
+    A run directory killed before its first epoch ended has a ``config.json`` but no
+    ``last.pth`` yet: the missing path is returned, and the run starts over in place.
+    """
+    path = Path(resume)
+    if path.is_dir():
+        path = path / "last.pth"
+        if not path.exists() and (path.parent / "config.json").is_file():
+            return path
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint to resume from not found")
+    return path
+
+
+def _flat_config(d: dict[str, Any]) -> dict[str, Any]:
+    flat = {"name": d.get("name")}
+    for sec in SECTIONS:
+        flat.update({f"{sec}.{k}": v for k, v in d.get(sec, {}).items()})
+    return flat
+
+
+def config_differences(saved: dict[str, Any], cfg: ExperimentConfig,
+                       source: str = "config") -> dict[str, tuple[Any, Any]]:
+    """``{key: (run's value, cfg's value)}`` for every key where a saved config and ``cfg`` differ.
+
+    ``saved`` is read as ``config.json`` is (keys it lacks take their defaults).
+    """
+    try:
+        old = _flat_config(ExperimentConfig.from_dict(saved).to_dict())
+    except (ValueError, TypeError, AttributeError) as err:
+        raise ValueError(f"{source}: cannot read the run's configuration ({err})") from None
+    new = _flat_config(cfg.to_dict())
+    keys = [*new, *(k for k in old if k not in new)]
+    return {k: (old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)}
+
+
+def _check_resume(cfg: ExperimentConfig, ckpt: dict[str, Any], resume: Path,
+                  warn: Callable[[str], None]) -> None:
+    """Refuse a resume on another configuration than the run's (see ``RESUME_MAY_*``)."""
+    source: Path = resume.parent / "config.json"
+    saved: dict[str, Any] | None = None
+    if source.is_file():
+        try:
+            saved = json.loads(source.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"{source}: cannot read the run's configuration ({err})") from None
+    elif isinstance(ckpt.get("ecmlib_config"), dict):
+        saved, source = ckpt["ecmlib_config"], resume
+    if saved is not None:   # else an official checkpoint: only the model must fit
+        diff = config_differences(saved, cfg, str(source))
+
+        def show(items: list) -> str:
+            return "; ".join(f"{k} is {a!r} in the run, {b!r} now" for k, (a, b) in items)
+
+        refused = [(k, v) for k, v in diff.items() if k not in RESUME_MAY_EXTEND + RESUME_MAY_MOVE]
+        if refused:
+            raise ValueError(
+                f"cannot resume {resume}: the configuration differs from {source} in "
+                f"{', '.join(k for k, _ in refused)} ({show(refused)}); resume with the run's "
+                f"values, or start a new run (a resume may change only train.epochs, and "
+                f"train.device / train.num_threads with a warning)")
+        moved = [(k, v) for k, v in diff.items() if k in RESUME_MAY_MOVE]
+        if moved:
+            warn(f"warning: resuming {resume} with {show(moved)}: the run continues, but "
+                 f"not bit for bit as it would have uninterrupted")
+    done = int(ckpt.get("epoch", 0))
+    if cfg.train.epochs < done:
+        raise ValueError(f"cannot resume {resume}: it is at epoch {done} but train.epochs is "
+                         f"{cfg.train.epochs}; pass --epochs {done} or more")
+
+
+def _best_on_resume(resume: Path, best_epoch: int, last_epoch: int, cfg: ExperimentConfig
+                    ) -> tuple[str, dict[str, torch.Tensor] | None]:
+    """Where a resumed run's best weights are: ('none' | 'last' | 'file' | 'lost', weights).
+
+    ``train`` writes best.pth after last.pth, so last.pth's record of the best epoch is the
+    truth: best.pth is trusted only when it holds that epoch; a best epoch equal to
+    last.pth's epoch has last.pth's weights (best.pth may not have been written yet).
+    """
+    if best_epoch <= 0:
+        return "none", None
+    if best_epoch == last_epoch:
+        return "last", None
+    path = resume.with_name("best.pth")
+    if path.is_file():
+        _, raw = load_checkpoint(path, cfg.model)
+        if int(raw.get("epoch", -1)) == best_epoch:
+            return "file", {k.removeprefix("module."): v for k, v in raw["state_dict"].items()}
+    return "lost", None
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    atomic_write(dst, lambda fh: fh.write(Path(src).read_bytes()))
+
+
+def _remove_stale_temp_files(run_dir: Path) -> None:
+    """Temp files of writes a kill interrupted (``.<name>.<random>.tmp``) are garbage."""
+    for name in RUN_FILES:
+        for tmp in run_dir.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
 
 
 # -- training -------------------------------------------------------------------------------
@@ -330,13 +487,41 @@ def train(cfg: ExperimentConfig, data: tuple[FeatureSet, FeatureSet] | None = No
 
     ``data`` = (train, test) feature sets (default: ``load_data(cfg)``); ``out_dir`` = run
     directory (None: nothing written); ``progress`` = tqdm bar (None: only when
-    interactive); ``resume`` = one of our checkpoints to continue from.
+    interactive); ``resume`` = a run directory (its ``last.pth``) or a checkpoint to continue
+    from. With ``out_dir`` = that run directory the run continues in place; another
+    ``out_dir`` (empty) receives a copy of what the continuation needs, the source untouched.
+    The configuration must be the run's (see ``RESUME_MAY_EXTEND`` / ``RESUME_MAY_MOVE``).
     """
     from tqdm.auto import tqdm
 
     t_start = time.perf_counter()
     say = log or (lambda _msg: None)
-    run_dir = prepare_run_dir(out_dir, overwrite) if out_dir is not None else None
+    warn = log or (lambda msg: warnings.warn(msg, RuntimeWarning, stacklevel=3))
+    ckpt: dict[str, Any] | None = None
+    source: Path | None = None                           # the checkpoint resumed from
+    in_place = False
+    if resume is not None:
+        source = resume_checkpoint(resume)
+        if source.is_file():
+            _, ckpt = load_checkpoint(source, None)      # on the CPU; moved to the device below
+            _check_resume(cfg, ckpt, source, warn)
+            check_compatible({k.removeprefix("module."): v for k, v in ckpt["state_dict"].items()},
+                             cfg.model, str(source))
+        else:    # killed in its first epoch: nothing to continue, the run starts over
+            _check_resume(cfg, {}, source, warn)
+            say(f"{source.parent}: no epoch finished before the interruption; starting over")
+        in_place = out_dir is not None and Path(out_dir).resolve() == source.parent.resolve()
+        if in_place and source.name != "last.pth":
+            raise ValueError(f"{source}: a run continues in place only from its last.pth; "
+                             f"to continue from {source.name}, choose another --out")
+        if in_place and overwrite:
+            raise ValueError(f"{out_dir}: --overwrite would replace the run that --resume "
+                             f"continues; drop --overwrite (or choose another --out)")
+    if in_place and source is not None:
+        run_dir = source.parent
+        _remove_stale_temp_files(run_dir)
+    else:
+        run_dir = prepare_run_dir(out_dir, overwrite) if out_dir is not None else None
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     device = resolve_device(cfg.train.device)
@@ -361,33 +546,53 @@ def train(cfg: ExperimentConfig, data: tuple[FeatureSet, FeatureSet] | None = No
     history: list[dict[str, Any]] = []
     best = {"epoch": 0, "value": float("nan")}
     start_epoch = 1
-    if resume is not None:
-        model_r, ckpt = load_checkpoint(resume, cfg.model, map_location=device)
-        model.load_state_dict(model_r.state_dict())
+    elapsed_before = 0.0                                 # wall time of the epochs resumed
+    if ckpt is not None:
+        model.load_state_dict({k.removeprefix("module."): v
+                               for k, v in ckpt["state_dict"].items()})
         if ckpt.get("optimizer"):
             optimizer.load_state_dict(ckpt["optimizer"])
         start_epoch = int(ckpt["epoch"]) + 1
-        history = list(ckpt.get("ecmlib_history", []))
+        # last.pth is the truth: history.csv may be an epoch ahead (killed before last.pth).
+        history = [r for r in ckpt.get("ecmlib_history", []) if r.get("epoch", 0) < start_epoch]
         best = dict(ckpt.get("ecmlib_best", best))
-        say(f"resumed from {Path(resume).name} at epoch {start_epoch - 1}")
+        elapsed_before = float(ckpt.get("ecmlib_elapsed_s", 0.0))
+        say(f"resumed from {source} at epoch {start_epoch - 1}")
     best_state = copy.deepcopy(model.state_dict())
     best_eval: Evaluation | None = None
     metric = cfg.eval.selection_metric
     generator = torch.Generator().manual_seed(cfg.train.seed)
-    best_file = Path(resume).with_name("best.pth") if resume is not None else None
-    if best_file is not None and best_file.is_file() and best["epoch"] < start_epoch - 1:
-        # The best epoch came before the interruption: start from its weights, not the last.
-        best_ckpt = torch.load(best_file, map_location="cpu", weights_only=False)
-        if int(best_ckpt.get("epoch", -1)) == best["epoch"]:
-            best_state = {k: v.to(device) for k, v in best_ckpt["state_dict"].items()}
-    if resume is not None and "ecmlib_rng" in ckpt:
-        # Shuffling and dropout continue exactly where the interrupted run stopped.
-        generator.set_state(ckpt["ecmlib_rng"]["shuffle"])
-        torch.set_rng_state(ckpt["ecmlib_rng"]["torch"])
-    use_bf16 = cfg.train.bf16 and device.type == "cuda"
+    lost_best = 0                                        # a best epoch whose weights are gone
+    if ckpt is not None and source is not None:
+        where, weights = _best_on_resume(source, int(best["epoch"]), start_epoch - 1, cfg)
+        if where == "file" and weights is not None:
+            best_state = weights                         # the best epoch came before the last
+        elif where == "lost":
+            lost_best = int(best["epoch"])
+            warn(f"warning: {source.with_name('best.pth')} does not hold the run's best epoch "
+                 f"{lost_best}; training continues, but fails at the end unless a later "
+                 f"epoch is better")
+        if run_dir is not None:
+            _write_history(run_dir, history)
+            if where == "last":      # killed between last.pth and best.pth: write it now
+                save_checkpoint(run_dir / "best.pth", model, optimizer, start_epoch - 1,
+                                {"ecmlib_config": cfg.to_dict()})
+            elif where == "file" and not in_place:
+                _copy_atomic(source.with_name("best.pth"), run_dir / "best.pth")
+            if not in_place and source.name == "last.pth":
+                _copy_atomic(source, run_dir / "last.pth")
+        rng = ckpt.get("ecmlib_rng")
+        if rng:
+            # Shuffling and dropout continue exactly where the interrupted run stopped.
+            generator.set_state(rng["shuffle"])
+            torch.set_rng_state(rng["torch"])
+            if device.type == "cuda" and rng.get("cuda") is not None:
+                torch.cuda.set_rng_state(rng["cuda"], device)
+    use_bf16 = cfg.train.bf16 and device.type in ("cuda", "cpu")  # CPU: slow, but tested there
     background = cfg.loss.background and cfg.model.streams != "pre"
     bar = tqdm(range(start_epoch, cfg.train.epochs + 1), desc=f"ECM {cfg.name}", unit="epoch",
                disable=(not progress) if progress is not None else None, leave=True)
+    tb = ScalarLog(run_dir)  # TensorBoard scalars in the run folder (when installed)
     for epoch in bar:
         t0 = time.perf_counter()
         lr = _lr_at(cfg, epoch)
@@ -408,15 +613,19 @@ def train(cfg: ExperimentConfig, data: tuple[FeatureSet, FeatureSet] | None = No
             optimizer.step()
             for k in sums:
                 sums[k] += terms[k].item() * len(idx)
+            if i == 0:
+                _kill_point("epoch", epoch)
         row: dict[str, Any] = {"epoch": epoch, "lr": lr,
                                **{k: v / len(train_set) for k, v in sums.items()}}
         if not math.isfinite(row["loss_total"]):
             raise RuntimeError(f"epoch {epoch}: the training loss is {row['loss_total']} "
                                f"(diverged); lower train.lr or check the features")
         row["train_time_s"] = time.perf_counter() - t0
+        new_best = False
         if epoch % cfg.eval.eval_every == 0 or epoch == cfg.train.epochs:
             t1 = time.perf_counter()
             ev = evaluate_model(model, test_set, cfg, gt, x_test)
+            _kill_point("eval", epoch)
             row.update(ev.metrics)
             row["eval_time_s"] = time.perf_counter() - t1
             if metric not in ev.metrics:
@@ -426,26 +635,42 @@ def train(cfg: ExperimentConfig, data: tuple[FeatureSet, FeatureSet] | None = No
                 best = {"epoch": epoch, "value": ev.metrics[metric]}
                 best_state = copy.deepcopy(model.state_dict())
                 best_eval = ev
-                if run_dir is not None:
-                    save_checkpoint(run_dir / "best.pth", model, optimizer, epoch,
-                                    {"ecmlib_config": cfg.to_dict()})
+                new_best, lost_best = True, 0
             bar.set_postfix(loss=f"{row['loss_total']:.3f}", **{metric: f"{ev.metrics[metric]:.4f}"})
         history.append(row)
+        tb.log(row)
         if run_dir is not None:
             _write_history(run_dir, history)
+            _kill_point("history", epoch)
+            # last.pth before best.pth: a kill between them leaves a last.pth whose record
+            # names its own epoch as the best, and a resume rewrites best.pth from it.
+            rng = {"shuffle": generator.get_state(), "torch": torch.get_rng_state()}
+            if device.type == "cuda":
+                rng["cuda"] = torch.cuda.get_rng_state(device)
             save_checkpoint(run_dir / "last.pth", model, optimizer, epoch,
                             {"ecmlib_config": cfg.to_dict(), "ecmlib_history": history,
-                             "ecmlib_best": best,
-                             "ecmlib_rng": {"shuffle": generator.get_state(),
-                                            "torch": torch.get_rng_state()}})
+                             "ecmlib_best": best, "ecmlib_rng": rng,
+                             "ecmlib_elapsed_s": elapsed_before + time.perf_counter() - t_start})
+            if new_best:
+                save_checkpoint(run_dir / "best.pth", model, optimizer, epoch,
+                                {"ecmlib_config": cfg.to_dict()})
     bar.close()
+    tb.close()
 
+    if lost_best and int(best["epoch"]) == lost_best and source is not None:
+        raise RuntimeError(f"{source.with_name('best.pth')}: the weights of the run's best "
+                           f"epoch {lost_best} are not there (written before this ecmlib kept "
+                           f"best.pth behind last.pth); train the run again")
     model.load_state_dict(best_state)
     model.eval()
-    wall = time.perf_counter() - t_start
+    if best_eval is None and int(best["epoch"]) > 0:
+        # Resumed after the best epoch: its detections again (inference is deterministic).
+        best_eval = evaluate_model(model, test_set, cfg, gt, x_test)
+    wall = elapsed_before + time.perf_counter() - t_start
     metrics = _final_metrics(cfg, history, best, wall, device, train_set, test_set, gt)
     if run_dir is not None:
         atomic_write_json(run_dir / "metrics.json", metrics)
+        _kill_point("final", cfg.train.epochs)
         if best_eval is not None:
             atomic_write_json(run_dir / "result.json", result_json(best_eval.predictions))
             write_txt_results(run_dir / "result.txt", best_eval.predictions)
@@ -498,8 +723,13 @@ def _config_from_args(args: argparse.Namespace) -> ExperimentConfig:
 def train_main(args: argparse.Namespace) -> int:
     """``python -m ecmlib train``: train, write the run directory, print the seed's table."""
     cfg = _config_from_args(args)
-    out = Path(args.out) if args.out else Path("runs") / (
-        f"train-{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}")
+    resume = resume_checkpoint(args.resume) if args.resume else None
+    if args.out:
+        out = Path(args.out)
+    elif resume is not None and resume.name == "last.pth":
+        out = resume.parent                  # a run continues in its own folder
+    else:
+        out = Path("runs") / f"train-{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}"
     res = train(cfg, out_dir=out, overwrite=args.overwrite, resume=args.resume,
                 progress=False if args.quiet else None)
     if res.best_evaluation is not None:
@@ -513,12 +743,7 @@ def eval_main(args: argparse.Namespace) -> int:
     weight = Path(args.weight_file)
     cfg = _config_from_args(args)
     # Our own checkpoints carry their model config; official ones are read by the preset.
-    try:
-        raw = torch.load(weight, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{weight}: checkpoint file not found") from None
-    except Exception as err:
-        raise ValueError(f"{weight}: cannot read checkpoint ({type(err).__name__}: {err})") from None
+    raw = load_checkpoint_file(weight)  # weights_only: nothing of the file runs
     if isinstance(raw, dict) and "ecmlib_config" in raw and not args.set:
         saved = ExperimentConfig.from_dict(raw["ecmlib_config"])
         cfg = cfg.with_overrides({f"model.{k}": v for k, v in vars(saved.model).items()})

@@ -25,6 +25,7 @@ holds one row per run.
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import logging
@@ -33,11 +34,14 @@ import numbers
 import os
 import platform
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, Future, as_completed
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +49,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .executor import add_executor_args, cores, executor_options, open_executor
 from .io import atomic_write_json, atomic_write_text, prepare_run_dir
 
 __all__ = [
@@ -316,12 +321,19 @@ def _table(rows: list[dict], columns: Sequence[str]) -> str:
 def run_workbook(notebooks_dir: str | Path | None = None, out: str | Path | None = None,
                  only: Sequence[str] | None = None, quick: bool = False,
                  timeout: float | None = DEFAULT_TIMEOUT_S, jobs: int = 1,
-                 figures_dir: str | Path | None = None, command: str | None = None) -> dict:
+                 figures_dir: str | Path | None = None, command: str | None = None,
+                 executor: str | None = None, scheduler: Any = None, slurm: bool = False,
+                 slurm_opts: Sequence[str] | Mapping[str, Any] | None = None,
+                 gpu: bool = False) -> dict:
     """Execute the workbook's notebooks in order into a fresh folder; return the summary.
 
     Each notebook gets ``out_dir`` (``<out>/NN_name/``), ``figures_dir`` and, with ``quick``,
     ``quick=True`` (each only if its parameters cell declares it). ``jobs > 1`` runs notebooks
     side by side, which is only right when they do not read each other's outputs.
+    ``executor``, ``scheduler``, ``slurm``, ``slurm_opts``, ``gpu``: where the notebooks run
+    (:func:`ecmlib.executor.open_executor`; by default here, one after another, and with
+    ``jobs > 1`` on a local Dask cluster). With a scheduler, notebooks still run one at a
+    time unless ``jobs > 1``, and the output folder must be one the workers see.
     """
     notebooks_dir = Path(notebooks_dir) if notebooks_dir else default_notebooks_dir()
     notebooks = find_notebooks(notebooks_dir, only)
@@ -342,8 +354,6 @@ def run_workbook(notebooks_dir: str | Path | None = None, out: str | Path | None
         figures_dir = Path(figures_dir).resolve()
     else:
         figures_dir = out_path / "figures" if quick else default_figures_dir()
-    interactive = sys.stderr.isatty()
-
     jobs_list = []
     for nb, declared in declared_by_nb.items():
         params: dict[str, Any] = {}
@@ -358,10 +368,7 @@ def run_workbook(notebooks_dir: str | Path | None = None, out: str | Path | None
         jobs_list.append({
             "name": nb.stem, "input": str(nb.resolve()), "output": str(out_path / nb.name),
             "parameters": params, "cwd": str(nb.parent.resolve()), "timeout": timeout,
-            # A per-cell bar only for a person at a terminal running one notebook at a time;
-            # otherwise stream the notebooks' output into the log (CI, make workbook | tee).
-            "progress_bar": interactive and jobs == 1,
-            "log_output": not interactive and jobs == 1,
+            "progress_bar": False, "log_output": False,
         })
 
     summary: dict[str, Any] = {
@@ -384,17 +391,24 @@ def run_workbook(notebooks_dir: str | Path | None = None, out: str | Path | None
         # Rewritten after every notebook, so a crash still leaves a record of what ran.
         atomic_write_json(out_path / "summary.json", summary)
 
-    with tqdm(total=len(jobs_list), desc="workbook", unit="notebook") as bar:
+    pool = open_executor(executor, scheduler, min(jobs, len(jobs_list)), len(jobs_list),
+                         slurm=slurm, slurm_opts=slurm_opts, gpu=gpu, log=tqdm.write)
+    summary["executor"] = pool.description
+    if pool.client is None:  # on this machine: the notebooks' output reaches this terminal
+        # A per-cell bar only for a person at a terminal running one notebook at a time;
+        # otherwise stream the notebooks' output into the log (CI, make workbook | tee).
+        interactive = sys.stderr.isatty()
+        for job in jobs_list:
+            job.update(progress_bar=interactive and jobs == 1,
+                       log_output=not interactive and jobs == 1)
+    with pool, tqdm(total=len(jobs_list), desc="workbook", unit="notebook") as bar:
         if jobs == 1:
             for job in jobs_list:
                 bar.set_postfix_str(job["name"])
-                finish(job, _notebook_job(job), bar)
+                finish(job, _cell_result(pool.submit(_notebook_job, job)), bar)
         else:
-            with ProcessPoolExecutor(max_workers=min(jobs, len(jobs_list)),
-                                     mp_context=_mp_context()) as pool:
-                futures = {pool.submit(_notebook_job, job): job for job in jobs_list}
-                for fut in as_completed(futures):
-                    finish(futures[fut], fut.result(), bar)
+            for i, fut in _as_done(pool, _notebook_job, dict(enumerate(jobs_list))):
+                finish(jobs_list[i], _cell_result(fut), bar)
 
     summary["finished"] = datetime.now().isoformat(timespec="seconds")
     summary["total_wall_s"] = round(time.perf_counter() - start, 2)
@@ -402,6 +416,29 @@ def run_workbook(notebooks_dir: str | Path | None = None, out: str | Path | None
     atomic_write_json(out_path / "summary.json", summary)
     summary["out_dir"] = str(out_path)
     return summary
+
+
+def _as_done(pool: Executor, fn: Callable[[Any], Any], items: Mapping[Any, Any]):
+    """``(key, future)`` as the cells ``fn(item)`` finish; an inline pool runs each when asked
+    (so results are recorded, and bars move, one cell at a time)."""
+    if getattr(pool, "kind", None) == "inline":
+        for key, item in items.items():
+            yield key, pool.submit(fn, item)
+        return
+    futures = {pool.submit(fn, item): key for key, item in items.items()}
+    for fut in as_completed(futures):
+        yield futures[fut], fut
+
+
+def _cell_result(fut: Future) -> dict:
+    """A cell's record; a cell that raised (or whose workers kept dying) is an "error" record."""
+    try:
+        return fut.result()
+    except Exception as err:  # noqa: BLE001 - a broken cell is reported, not fatal
+        lines = str(err).strip().splitlines()
+        return {"status": "error", "wall_s": math.nan, "metrics": {},
+                "error": {"ename": type(err).__name__, "evalue": lines[0] if lines else "",
+                          "cell_index": None}}
 
 
 def _workbook_parser() -> argparse.ArgumentParser:
@@ -415,8 +452,8 @@ def _workbook_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder, new or empty (default: runs/<timestamp>)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                    help=f"seconds per cell before a notebook is stopped (default {DEFAULT_TIMEOUT_S})")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="notebooks run side by side (default 1; >1 only if they are independent)")
+    add_executor_args(p, "notebooks run side by side (default 1; >1 only if they are "
+                         "independent)")
     p.add_argument("--notebooks-dir", help="folder of NN_name.ipynb notebooks (default: notebooks/)")
     p.add_argument("--figures-dir", help="folder the notebooks save figures into (default: figures/)")
     return p
@@ -428,10 +465,15 @@ def workbook_main(argv: list[str] | None = None) -> int:
     only = [s for s in args.only.split(",") if s.strip()] if args.only else None
     command = "python -m ecmlib workbook " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
+        where = executor_options(args)
+        if args.show_job_script:
+            return _show_job_script(where)
+        where["jobs"] = 1 if args.jobs is None else args.jobs
         summary = run_workbook(args.notebooks_dir, args.out, only, args.quick,
-                               args.timeout, args.jobs, args.figures_dir, command.strip())
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
+                               args.timeout, figures_dir=args.figures_dir,
+                               command=command.strip(), executor=where.pop("kind"), **where)
+    except (ValueError, OSError, RuntimeError, ImportError) as err:
+        print(f"error: {_usage_error(err)}", file=sys.stderr)
         return 2
     rows = [{"notebook": e["notebook"], "status": e["status"], "wall_s": f"{e['wall_s']:.1f}",
              "detail": "" if e["status"] == "ok" else _describe(e).splitlines()[0]}
@@ -444,6 +486,21 @@ def workbook_main(argv: list[str] | None = None) -> int:
         print(f"{len(summary['failed'])} of {len(rows)} notebook(s) failed: "
               f"{', '.join(summary['failed'])}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _usage_error(err: BaseException) -> str:
+    """What a command prints for an error before or while setting up its cells."""
+    if isinstance(err, ImportError) and "dask_jobqueue" in str(err):
+        return "--slurm needs dask-jobqueue: pip install 'ecmlib[slurm]'"
+    if isinstance(err, OSError) and not isinstance(err, (FileNotFoundError, FileExistsError)):
+        return f"{err} (is the Dask scheduler running and reachable?)"
+    return str(err)
+
+
+def _show_job_script(where: dict[str, Any]) -> int:
+    from .executor import slurm_job_script
+    print(slurm_job_script(where["slurm_opts"], where["gpu"]))
     return 0
 
 
@@ -478,33 +535,14 @@ def setting_dirname(params: Mapping[str, Any], seed_key: str = SEED_KEY) -> str:
 
 def _cores() -> int:
     """Cores this process may use (the affinity mask, where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    return cores()
 
 
 def _default_jobs(n_tasks: int) -> int:
     return max(1, min(_cores(), n_tasks))
 
 
-def _mp_context():
-    # "spawn": workers start clean, never inheriting a kernel's threads (ZMQ, torch) through
-    # fork, which can deadlock.
-    import multiprocessing
-    return multiprocessing.get_context("spawn")
-
-
-def _limit_threads(threads: int) -> None:
-    """Worker initialiser: share the cores between jobs instead of oversubscribing them."""
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(threads)
-
-
-def _call_grid_point(fn: Callable[..., Mapping[str, Any]], params: dict[str, Any],
-                     threads: int | None) -> dict[str, Any]:
-    if threads is not None and "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
+def _call_grid_point(fn: Callable[..., Mapping[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
     metrics = fn(**params)
     if not isinstance(metrics, Mapping):
         raise TypeError(f"{getattr(fn, '__name__', fn)} must return a dict of metrics, "
@@ -512,53 +550,62 @@ def _call_grid_point(fn: Callable[..., Mapping[str, Any]], params: dict[str, Any
     return dict(metrics)
 
 
+def _failure_text(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0] if lines else ''}"
+
+
 def run_grid(fn: Callable[..., Mapping[str, Any]], grid: Mapping[str, Sequence[Any]],
-             jobs: int | None = None, progress: bool = True) -> list[dict[str, Any]]:
+             jobs: int | None = None, progress: bool = True, scheduler: Any = None,
+             executor: str | Executor | None = None, gpu: bool = False) -> list[dict[str, Any]]:
     """Call ``fn(**params)`` for every point of ``grid``; return ``params | metrics`` per point.
 
-    ``jobs`` processes (default: min(cores, grid size)); ``jobs=1`` runs in this process,
-    so any function works. With more jobs ``fn`` must be importable by worker processes
-    (defined in a module such as ``ecmlib``, not in a notebook). Records come back in grid
-    order; if any point raises, the others still finish and a RuntimeError lists failures.
+    Where the points run (see :func:`ecmlib.executor.open_executor`): by default a local
+    Dask cluster of ``jobs`` workers (default: min(cores, grid size)), each point with
+    ``cores // jobs`` torch threads; ``jobs=1`` runs in this process, so any function
+    works. ``scheduler`` (``"tcp://HOST:PORT"``, a ``distributed.Client`` or a cluster;
+    default ``$ECMLIB_SCHEDULER``) sends the points to an existing Dask cluster, whose
+    workers must be able to import ``fn``'s module (a function defined in a notebook is
+    shipped by value). ``executor="processes"`` uses a plain process pool (``fn`` must then
+    be importable: defined in a module such as ``ecmlib``, not in a notebook); an
+    ``Executor`` instance is used as given and left open. ``gpu=True``: every point asks
+    for ``resources={"GPU": 1}``. Records come back in grid order; if any point raises
+    (or its worker dies more often than Dask retries), the others still finish and a
+    RuntimeError lists the failures.
     """
     points = expand_grid(grid)
-    jobs = _default_jobs(len(points)) if jobs is None else int(jobs)
-    if jobs < 1:
+    if jobs is not None and int(jobs) < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
-    if jobs > 1 and getattr(fn, "__module__", None) == "__main__":
+    given = executor if isinstance(executor, Executor) else None
+    kind = None if given is not None else executor
+    if kind == "processes" and getattr(fn, "__module__", None) == "__main__" and jobs != 1:
         raise ValueError(f"{getattr(fn, '__name__', fn)} is defined in __main__ (a notebook or "
                          f"script), which worker processes cannot import: move it into a "
-                         f"module (e.g. ecmlib) or use jobs=1")
+                         f"module (e.g. ecmlib), use the Dask executor or jobs=1")
     results: list[dict | None] = [None] * len(points)
     failures: list[str] = []
 
-    def keep(i: int, metrics: Mapping[str, Any]) -> None:
-        clash = set(metrics) & set(points[i])
-        if clash:
-            raise ValueError(f"metric name(s) {sorted(clash)} clash with grid parameters")
-        results[i] = {**points[i], **metrics}
+    def keep(i: int, fut: Future) -> None:
+        try:
+            metrics = fut.result()
+            clash = set(metrics) & set(points[i])
+            if clash:
+                raise ValueError(f"metric name(s) {sorted(clash)} clash with grid parameters")
+            results[i] = {**points[i], **metrics}
+        except Exception as err:  # noqa: BLE001 - collected and raised below
+            failures.append(f"{points[i]}: {_failure_text(err)}")
 
-    with tqdm(total=len(points), desc="grid", unit="run", disable=not progress) as bar:
-        if jobs == 1:
-            for i, params in enumerate(points):
-                try:
-                    keep(i, _call_grid_point(fn, params, None))
-                except Exception as err:  # noqa: BLE001 - collected and raised below
-                    failures.append(f"{params}: {type(err).__name__}: {err}")
+    say = tqdm.write if progress else None
+    pool = given or open_executor(kind, scheduler, jobs, len(points), gpu=gpu, log=say)
+    try:
+        with tqdm(total=len(points), desc="grid", unit="run", disable=not progress) as bar:
+            call = functools.partial(_call_grid_point, fn)
+            for i, fut in _as_done(pool, call, dict(enumerate(points))):
+                keep(i, fut)
                 bar.update(1)
-        else:
-            threads = max(1, _cores() // jobs)
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=_mp_context(),
-                                     initializer=_limit_threads, initargs=(threads,)) as pool:
-                futures = {pool.submit(_call_grid_point, fn, p, threads): i
-                           for i, p in enumerate(points)}
-                for fut in as_completed(futures):
-                    i = futures[fut]
-                    try:
-                        keep(i, fut.result())
-                    except Exception as err:  # noqa: BLE001 - collected and raised below
-                        failures.append(f"{points[i]}: {type(err).__name__}: {err}")
-                    bar.update(1)
+    finally:
+        if given is None:
+            pool.shutdown()
     if failures:
         raise RuntimeError(f"{len(failures)} of {len(points)} grid point(s) failed:\n  "
                            + "\n  ".join(failures))
@@ -697,14 +744,53 @@ def to_markdown(df: pd.DataFrame, precision: int = 4) -> str:
 # ------------------------------------------------------------------ papermill sweeps
 
 
+CELL_FILE = "cell.json"          # a cell's record, written last inside its folder
+PARTIAL_PREFIX = ".partial-"     # a cell being written (renamed to its name when complete)
+STALE_PREFIX = ".stale-"         # a folder set aside on resume (a failed cell re-run, ...)
+
+
+def _read_cell(run_dir: Path) -> dict | None:
+    """The record of a finished cell folder, or None when the cell has not finished."""
+    try:
+        record = json.loads((run_dir / CELL_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "status" in record else None
+
+
+def _where_am_i() -> str:
+    """host:pid of this process (the worker that ran a cell)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def _sweep_job(job: dict) -> dict:
-    """Worker: execute one setting of a sweep and read back the ``metrics.json`` it wrote."""
-    record = _execute(job["input"], job["output"], job["parameters"], job["cwd"], job["timeout"])
-    metrics_path = Path(job["run_dir"]) / "metrics.json"
+    """Worker: execute one setting of a sweep and publish its folder atomically.
+
+    The notebook runs into ``<out>/.partial-<name>-<random>/`` (its executed copy beside it
+    until it ends, so the notebook finds an empty run folder); its ``metrics.json`` is read
+    back, the record is written as ``cell.json`` and the folder is renamed to ``<out>/<name>``
+    in one step, so a cell folder under its own name is always complete. A killed worker
+    leaves only a ``.partial-`` folder (removed by the sweep). If another attempt of the same
+    cell published first (Dask re-ran a cell whose worker it thought lost), its record wins.
+    """
+    final = Path(job["run_dir"])
+    published = _read_cell(final)
+    if published is not None:
+        return published
+    tmp = final.parent / f"{PARTIAL_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    executed = tmp.with_name(f"{tmp.name}.ipynb")
+    params = {**job["parameters"], "out_dir": str(tmp)}
+    if "figures_dir" in params:
+        # Runs side by side must not overwrite each other's (or the repo's) figures.
+        params["figures_dir"] = str(tmp / "figures")
+    record = _execute(job["input"], str(executed), params, job["cwd"], job["timeout"])
+    if executed.is_file() and tmp.is_dir():
+        os.replace(executed, tmp / Path(job["input"]).name)
     record["metrics"] = {}
     if record["status"] == "ok":
         try:
-            metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+            metrics = json.loads((tmp / "metrics.json").read_text(encoding="utf-8"))
             if not isinstance(metrics, dict):
                 raise ValueError("metrics.json does not hold a JSON object")
             record["metrics"] = _flatten(metrics)
@@ -715,15 +801,98 @@ def _sweep_job(job: dict) -> dict:
         except ValueError as err:
             record["status"] = "error"
             record["error"] = {"ename": type(err).__name__, "evalue": f"metrics.json: {err}"}
+    record["worker"] = _where_am_i()
+    if not tmp.is_dir():  # swept away meanwhile (a resumed sweep took over): publish nothing
+        raise RuntimeError(f"{tmp}: the cell's folder vanished while it ran")
+    atomic_write_json(tmp / CELL_FILE, record)
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        published = _read_cell(final)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if published is None:
+            raise
+        return published
     return record
+
+
+def _grid_spec(notebook: Path, grid: Mapping[str, Sequence[Any]], quick: bool) -> dict:
+    """What identifies a sweep folder's grid (compared when a sweep is resumed)."""
+    return {"notebook": notebook.name, "quick": bool(quick),
+            "grid": json.loads(json.dumps([[k, list(v)] for k, v in grid.items()]))}
+
+
+def _sweep_folder(out_dir: str | Path | None, notebook: Path, spec: dict) -> tuple[Path, bool]:
+    """(folder, resumed): a fresh or empty folder, or an earlier sweep of the same grid."""
+    if out_dir is not None and str(out_dir) != "":
+        path = Path(out_dir)
+        stored_file = path / "sweep.json"
+        if stored_file.is_file():
+            try:
+                stored = json.loads(stored_file.read_text(encoding="utf-8"))
+            except ValueError as err:
+                raise ValueError(f"{stored_file}: unreadable ({err}); cannot resume it") from None
+            have = {"notebook": Path(str(stored.get("notebook", ""))).name,
+                    "quick": bool(stored.get("quick", False)),
+                    "grid": [[k, list(v)] for k, v in (stored.get("grid") or {}).items()]}
+            if have != spec:
+                def show(s: dict) -> str:
+                    grid = " ".join(f"-p {k} {' '.join(map(str, v))}" for k, v in s["grid"])
+                    return f"{s['notebook']} {grid}{' --quick' if s['quick'] else ''}"
+                raise ValueError(
+                    f"{path} holds a sweep of a different grid, so it cannot be resumed:\n"
+                    f"  in the folder: {show(have)}\n  this command:  {show(spec)}\n"
+                    f"give the same notebook, -p values (in the same order) and --quick to "
+                    f"resume it, or another --out")
+            return path.resolve(), True
+    return _out_dir(out_dir, f"sweep-{notebook.stem}-"), False
+
+
+def _clean_partials(out_path: Path) -> None:
+    for p in out_path.glob(f"{PARTIAL_PREFIX}*"):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+
+
+def _set_aside(run_dir: Path) -> None:
+    """Move a cell folder out of the way before the cell runs again."""
+    if run_dir.exists():
+        os.rename(run_dir, run_dir.with_name(f"{STALE_PREFIX}{run_dir.name}-{_timestamp()}-"
+                                             f"{uuid.uuid4().hex[:4]}"))
+
+
+def _run_row(job: dict, result: dict) -> dict:
+    """One row of runs.csv.
+
+    A metric named like a parameter (a notebook's metrics.json echoing its ``seed``) is
+    dropped when it equals the parameter; a different value makes the run an error.
+    """
+    metrics = dict(result.get("metrics") or {})
+    clash = [k for k in metrics if k in job["params"]]
+    differ = [f"{k}={metrics[k]!r} (the sweep set {job['params'][k]!r})" for k in clash
+              if metrics[k] != job["params"][k]]
+    for k in clash:
+        del metrics[k]
+    if differ and result["status"] == "ok":
+        result = {**result, "status": "error", "error": {
+            "ename": "ValueError", "evalue": f"metrics.json reports {', '.join(differ)}"}}
+    return {**job["params"], **metrics, "status": result["status"],
+            "wall_s": result.get("wall_s"), "run_dir": job["name"],
+            "error": _describe(result) if result["status"] != "ok" else "",
+            "worker": result.get("worker", "")}
 
 
 def _execute_sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]],
                    out_dir: str | Path | None = None, jobs: int | None = None,
                    quick: bool = False, timeout: float | None = DEFAULT_TIMEOUT_S,
                    metrics: Sequence[str] | None = None, command: str | None = None,
+                   executor: str | None = None, scheduler: Any = None, slurm: bool = False,
+                   slurm_opts: Sequence[str] | Mapping[str, Any] | None = None,
+                   gpu: bool = False, rerun_failed: bool = False,
                    ) -> tuple[list[dict], pd.DataFrame | None, Path]:
-    """Run a papermill sweep; return (per-run records, aggregate or None, out folder)."""
+    """Run (or resume) a papermill sweep; return (per-run records, aggregate or None, folder)."""
     notebook = Path(notebook)
     declared = notebook_parameters(notebook)
     _check_parameter_names(notebook, list(grid), declared)
@@ -742,54 +911,74 @@ def _execute_sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]],
     if len(set(names)) != len(names):
         raise ValueError("two settings map to the same folder name; use values that differ "
                          "in letters, digits or . _ + -")
-    jobs = _default_jobs(len(points)) if jobs is None else int(jobs)
-    if jobs < 1:
+    if jobs is not None and int(jobs) < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
-    out_path = _out_dir(out_dir, f"sweep-{notebook.stem}-")
+    out_path, resumed = _sweep_folder(out_dir, notebook, _grid_spec(notebook, grid, quick))
 
     job_list = []
     for params, name in zip(points, names):
-        run_dir = out_path / name
-        run_dir.mkdir()
-        nb_params = {**params, "out_dir": str(run_dir)}
+        nb_params = {**params, "out_dir": str(out_path / name)}
         if "figures_dir" in declared:
-            # Runs side by side must not overwrite each other's (or the repo's) figures.
-            nb_params["figures_dir"] = str(run_dir / "figures")
+            nb_params["figures_dir"] = str(out_path / name / "figures")
         if quick:
             nb_params["quick"] = True
-        job_list.append({"params": params, "name": name, "run_dir": str(run_dir),
-                         "input": str(notebook.resolve()), "output": str(run_dir / notebook.name),
-                         "parameters": nb_params, "cwd": str(notebook.parent.resolve()),
-                         "timeout": timeout})
+        job_list.append({"params": params, "name": name, "run_dir": str(out_path / name),
+                         "input": str(notebook.resolve()), "parameters": nb_params,
+                         "cwd": str(notebook.parent.resolve()), "timeout": timeout})
 
+    # Resume: finished cells are kept (failed ones too, unless rerun_failed); a folder that
+    # is not a finished cell is set aside; what a killed attempt left half-written goes.
     records: list[dict | None] = [None] * len(job_list)
+    todo: list[int] = []
+    for i, job in enumerate(job_list):
+        done = _read_cell(Path(job["run_dir"])) if resumed else None
+        if done is not None and (done["status"] == "ok" or not rerun_failed):
+            records[i] = _run_row(job, done)
+        else:
+            _set_aside(Path(job["run_dir"]))
+            todo.append(i)
+    if resumed:
+        _clean_partials(out_path)
+        tqdm.write(f"resuming {out_path}: {len(job_list) - len(todo)} of {len(job_list)} "
+                   f"cell(s) already done, {len(todo)} to run")
+    info: dict[str, Any] = {
+        "command": command, "notebook": str(notebook), "grid": {k: list(v) for k, v in grid.items()},
+        "quick": quick, "jobs": jobs, "timeout_per_cell_s": timeout,
+        "metrics": list(metrics) if metrics else None, "status": "running",
+        "started": datetime.now().isoformat(timespec="seconds"),
+        "kept": [job_list[i]["name"] for i in range(len(job_list)) if records[i] is not None],
+        "environment": _environment()}
+    atomic_write_json(out_path / "sweep.json", info)
+
+    def write_runs() -> None:
+        done = [r for r in records if r is not None]
+        if done:
+            atomic_write_text(out_path / "runs.csv", pd.DataFrame(done).to_csv(index=False))
+
+    write_runs()
     start = time.perf_counter()
-    with tqdm(total=len(job_list), desc=f"sweep {notebook.stem}", unit="run") as bar:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=_mp_context(),
-                                 initializer=_limit_threads,
-                                 initargs=(max(1, _cores() // jobs),)) as pool:
-            futures = {pool.submit(_sweep_job, job): i for i, job in enumerate(job_list)}
-            for fut in as_completed(futures):
-                i = futures[fut]
+    if todo:
+        pool = open_executor(executor, scheduler, jobs, len(todo), slurm=slurm,
+                             slurm_opts=slurm_opts, gpu=gpu, log=tqdm.write)
+        info["executor"] = pool.description
+        with pool, tqdm(total=len(todo), desc=f"sweep {notebook.stem}", unit="run") as bar:
+            for i, fut in _as_done(pool, _sweep_job, {i: job_list[i] for i in todo}):
                 job = job_list[i]
-                result = fut.result()
-                clash = set(result["metrics"]) & set(job["params"])
-                if clash:
-                    raise ValueError(f"metric name(s) {sorted(clash)} clash with sweep parameters")
-                records[i] = {**job["params"], **result["metrics"], "status": result["status"],
-                              "wall_s": result["wall_s"], "run_dir": job["name"],
-                              "error": _describe(result) if result["status"] != "ok" else ""}
+                result = _cell_result(fut)
+                records[i] = _run_row(job, result)
+                write_runs()  # after every cell: an interrupted sweep still shows what ran
                 bar.update(1)
-                tqdm.write(f"{job['name']}: {_describe(result)} ({result['wall_s']:.1f} s)")
+                wall = result.get("wall_s")
+                took = f" ({wall:.1f} s)" if isinstance(wall, float) and math.isfinite(wall) else ""
+                tqdm.write(f"{job['name']}: {_describe(result)}{took}")
+        _clean_partials(out_path)
     done = [r for r in records if r is not None]
 
-    runs = pd.DataFrame(done)
-    atomic_write_text(out_path / "runs.csv", runs.to_csv(index=False))
     ok = [r for r in done if r["status"] == "ok"]
     group_keys = [k for k in grid if k != SEED_KEY]
     table = None
     if ok:
-        strip = ("status", "wall_s", "run_dir", "error")
+        strip = ("status", "wall_s", "run_dir", "error", "worker")
         table = aggregate([{k: v for k, v in r.items() if k not in strip} for r in ok],
                           group_keys, SEED_KEY, metrics)
         atomic_write_text(out_path / "sweep.csv", table.to_csv(index=False))
@@ -798,27 +987,36 @@ def _execute_sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]],
         atomic_write_text(out_path / "sweep.md",
                           f"Sweep of `{notebook.name}` (mean ± std over seeds, ddof=1; "
                           f"n = runs per setting)\n\n{to_markdown(table)}{failed_note}")
-    atomic_write_json(out_path / "sweep.json", {
-        "command": command, "notebook": str(notebook), "grid": {k: list(v) for k, v in grid.items()},
-        "quick": quick, "jobs": jobs, "timeout_per_cell_s": timeout,
-        "metrics": list(metrics) if metrics else None,
-        "total_wall_s": round(time.perf_counter() - start, 2),
-        "failed": [r["run_dir"] for r in done if r["status"] != "ok"],
-        "environment": _environment()})
+    else:
+        for stale in ("sweep.csv", "sweep.md"):  # an earlier aggregate no longer holds
+            (out_path / stale).unlink(missing_ok=True)
+    info.update(status="finished", ran=[job_list[i]["name"] for i in todo],
+                total_wall_s=round(time.perf_counter() - start, 2),
+                failed=[r["run_dir"] for r in done if r["status"] != "ok"])
+    atomic_write_json(out_path / "sweep.json", info)
     return done, table, out_path
 
 
 def run_sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]],
               out_dir: str | Path | None = None, jobs: int | None = None, quick: bool = False,
               timeout: float | None = DEFAULT_TIMEOUT_S,
-              metrics: Sequence[str] | None = None) -> pd.DataFrame:
+              metrics: Sequence[str] | None = None, *, executor: str | None = None,
+              scheduler: Any = None, slurm: bool = False,
+              slurm_opts: Sequence[str] | Mapping[str, Any] | None = None, gpu: bool = False,
+              rerun_failed: bool = False) -> pd.DataFrame:
     """Run ``notebook`` over the Cartesian ``grid`` with papermill; return the aggregate.
 
     Writes ``runs.csv``, ``sweep.csv``, ``sweep.md`` and ``sweep.json`` into ``out_dir``
-    (new or empty; default ``runs/sweep-<name>-<timestamp>``). Raises RuntimeError, after
-    writing those files, if any run failed.
+    (new or empty, or an earlier sweep of the same grid, which is resumed: finished cells
+    are kept, missing ones run, failed ones only with ``rerun_failed``; default
+    ``runs/sweep-<name>-<timestamp>``). ``executor``, ``scheduler``, ``slurm``,
+    ``slurm_opts``, ``gpu``: where the cells run (:func:`ecmlib.executor.open_executor`).
+    Raises RuntimeError, after writing those files, if any run failed.
     """
-    records, table, out_path = _execute_sweep(notebook, grid, out_dir, jobs, quick, timeout, metrics)
+    records, table, out_path = _execute_sweep(
+        notebook, grid, out_dir, jobs, quick, timeout, metrics, executor=executor,
+        scheduler=scheduler, slurm=slurm, slurm_opts=slurm_opts, gpu=gpu,
+        rerun_failed=rerun_failed)
     failed = [r for r in records if r["status"] != "ok"]
     if failed:
         raise RuntimeError(f"{len(failed)} of {len(records)} runs failed (see {out_path}/runs.csv):\n  "
@@ -845,17 +1043,23 @@ def _sweep_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m ecmlib sweep",
         description="Run a notebook over the full grid of parameter values with papermill, in "
-                    "parallel; each run writes metrics.json into its out_dir; the sweep writes "
-                    "runs.csv, sweep.csv (wide: <metric>_mean/_std/_n per setting), sweep.md.")
+                    "parallel (a local Dask cluster, an existing one with --scheduler, Slurm "
+                    "with --slurm); each run writes metrics.json into its out_dir; the sweep "
+                    "writes runs.csv, sweep.csv (wide: <metric>_mean/_std/_n per setting), "
+                    "sweep.md. Re-running with the same --out resumes the sweep.")
     p.add_argument("notebook", help="the notebook to run (its parameters cell names the knobs)")
     p.add_argument("-p", "--parameter", dest="grid", nargs="+", action=_ParamAction,
                    metavar=("NAME", "VALUE"), help="a parameter and its values, e.g. -p seed 0 1 2")
-    p.add_argument("--jobs", type=int, help="parallel runs (default: min(cores, grid size))")
-    p.add_argument("--out", help="output folder, new or empty (default: runs/sweep-<name>-<timestamp>)")
+    p.add_argument("--out", help="output folder: new or empty, or an earlier sweep's folder to "
+                                 "resume it (default: runs/sweep-<name>-<timestamp>)")
+    p.add_argument("--rerun-failed", action="store_true",
+                   help="when resuming, run the failed cells again (default: keep their record)")
     p.add_argument("--quick", action="store_true", help="pass quick=True to every run")
     p.add_argument("--metric", nargs="+", help="aggregate only these metrics (default: all numeric)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                    help=f"seconds per cell (default {DEFAULT_TIMEOUT_S})")
+    add_executor_args(p, "runs at once on this machine (default: min(cores, grid size)); with "
+                         "--slurm: Slurm jobs to start (default: one per run)")
     return p
 
 
@@ -867,11 +1071,15 @@ def sweep_main(argv: list[str] | None = None) -> int:
         print("error: give at least one -p NAME VALUE ... (e.g. -p seed 0 1 2)", file=sys.stderr)
         return 2
     try:
+        where = executor_options(args)
+        if args.show_job_script:
+            return _show_job_script(where)
         records, table, out_path = _execute_sweep(
-            args.notebook, args.grid, args.out, args.jobs, args.quick, args.timeout,
-            args.metric, "python -m ecmlib sweep " + " ".join(argv))
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
+            args.notebook, args.grid, args.out, where.pop("jobs"), args.quick, args.timeout,
+            args.metric, "python -m ecmlib sweep " + " ".join(argv),
+            executor=where.pop("kind"), rerun_failed=args.rerun_failed, **where)
+    except (ValueError, OSError, RuntimeError, ImportError) as err:
+        print(f"error: {_usage_error(err)}", file=sys.stderr)
         return 2
     if table is not None:
         print()

@@ -6,7 +6,8 @@ Writes, under ``--out`` (default: the repository's ``data/``):
 * ``thumos14/gt.json``           ECM's official THUMOS14 file (200 train + 210 test videos),
                                   with durations / fps taken from the W-TALC annotation arrays;
 * ``thumos14/gt_wtalc212.json``  the W-TALC variant (200 train + 212 test videos);
-* ``activitynet1.2/gt.json``     ActivityNet 1.2 (videos ``v_<youtube id>``, ECM class order);
+* ``activitynet1.2/gt.json``     ActivityNet 1.2 (videos ``v_<youtube id>``, ECM class order;
+                                  names by ``ecmlib.data.video_key``, as every reader);
 * ``activitynet1.3/gt.json``     ActivityNet 1.3 (same conventions).
 
 Each file is ``{"version", "dataset", "classes", "database": {vid: {"subset", "duration",
@@ -25,18 +26,23 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import pickle
 import sys
 from collections import Counter
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))  # the script runs without installing ecmlib
 
-from ecmlib.data import THUMOS14_CLASSES  # noqa: E402
+from ecmlib.data import (  # noqa: E402
+    LEFT_OUT_VIDEOS,
+    THUMOS14_CLASSES,
+    DataError,
+    video_key,
+    youtube_id,
+)
+from ecmlib.safeload import load_pickled_array, load_plain_pickle  # noqa: E402
 
 #: fps used for ActivityNet 1.2 videos that ActivityNet 1.3's misc_fps.txt does not list
 #: (videos removed from YouTube before 1.3 was collected). 30 fps is the most common rate.
@@ -57,8 +63,10 @@ def _decode(x) -> str:
 def _load_npy(path: Path, allow_pickle: bool = False) -> np.ndarray:
     if not path.is_file():
         raise AnnotationError(f"{path}: file not found")
-    try:
-        return np.load(path, allow_pickle=allow_pickle)
+    try:  # object arrays through ecmlib's restricted unpickler: no code of the file runs
+        return load_pickled_array(path) if allow_pickle else np.load(path, allow_pickle=False)
+    except DataError as err:
+        raise AnnotationError(str(err)) from None
     except Exception as err:  # numpy raises several types for corrupt files
         raise AnnotationError(f"{path}: cannot read ({type(err).__name__}: {err})") from err
 
@@ -76,6 +84,14 @@ def _load_wtalc(folder: Path, keys: list[str]) -> dict[str, np.ndarray]:
                 f"{folder / (k + '.npy')}: {len(a)} rows but videoname.npy has {n}"
             )
     return arrays
+
+
+def _key(dataset: str, raw: str, path: Path, row: int) -> str:
+    """The video's ground-truth name: ecmlib.data.video_key, the rule every reader uses."""
+    try:
+        return video_key(dataset, raw)
+    except ValueError as err:
+        raise AnnotationError(f"{path}: row {row}: {err}") from None
 
 
 def _as_float(value, where: str) -> float:
@@ -134,7 +150,8 @@ def build_thumos(ann_root: Path) -> tuple[dict, dict]:
     if set(wtalc_classes) != set(classes):
         raise AnnotationError(f"{folder / 'classlist.npy'}: classes differ from ECM's 20 classes")
     class_set = set(classes)
-    names = [_decode(v) for v in w["videoname"]]
+    names = [_key("THUMOS14", _decode(v), folder / "videoname.npy", i)
+             for i, v in enumerate(w["videoname"])]
     durations = np.asarray(w["duration"], dtype=np.float64).reshape(len(names))
     fps = np.asarray(w["original_fps"], dtype=np.float64).reshape(len(names))
     subset_map = {"validation": "train", "test": "test"}
@@ -171,6 +188,11 @@ def build_thumos(ann_root: Path) -> tuple[dict, dict]:
                                   _annotations(segs, labs, class_set, where))
         if w_entry["subset"] != item["subset"]:
             raise AnnotationError(f"{where}: subset differs from the W-TALC files")
+    # the feature readers leave exactly these out of the official file: keep both in step
+    unexpected = sorted(set(wtalc_db) - set(official_db) - set(LEFT_OUT_VIDEOS["THUMOS14"]))
+    if unexpected:
+        raise AnnotationError(f"{ecm_path}: leaves out W-TALC videos {unexpected[:5]} that are "
+                              "not in ecmlib.data.LEFT_OUT_VIDEOS['THUMOS14']")
 
     meta = {"dataset": "THUMOS14", "classes": classes}
     official = {"version": "THUMOS14 (official ECM file, 210 test videos)", **meta,
@@ -181,13 +203,10 @@ def build_thumos(ann_root: Path) -> tuple[dict, dict]:
 
 
 def _ecm_class_order(path: Path, num_classes: int) -> list[str]:
-    try:
-        with open(path, "rb") as fh:
-            idx_name = pickle.load(fh)
-    except FileNotFoundError as err:
-        raise AnnotationError(f"{path}: file not found") from err
-    except Exception as err:
-        raise AnnotationError(f"{path}: cannot unpickle ({type(err).__name__}: {err})") from err
+    try:  # plain data only (dict of int -> str): no global admitted, no code of the file runs
+        idx_name = load_plain_pickle(path)
+    except DataError as err:
+        raise AnnotationError(str(err)) from None
     if not isinstance(idx_name, dict) or sorted(idx_name) != list(range(1, num_classes + 1)):
         raise AnnotationError(f"{path}: expected a dict with keys 1..{num_classes}")
     return [str(idx_name[i]) for i in range(1, num_classes + 1)]
@@ -242,14 +261,15 @@ def build_anet(ann_root: Path, version: str, fps13: dict[str, float],
     defaulted: list[str] = []
     for i in range(len(w["videoname"])):
         if version == "1.2":
-            url = _decode(w["url"][i])
-            ids = parse_qs(urlparse(url).query).get("v")
-            if not ids:
-                raise AnnotationError(f"{folder / 'url.npy'}: row {i}: no YouTube id in {url!r}")
-            yid = ids[0]
+            try:
+                yid = youtube_id(_decode(w["url"][i]))
+            except ValueError as err:
+                raise AnnotationError(f"{folder / 'url.npy'}: row {i}: {err}") from None
+            id_file = folder / "url.npy"
         else:
             yid = _decode(w["videoname"][i])
-        vid = f"v_{yid}"
+            id_file = folder / "videoname.npy"
+        vid = _key(f"ActivityNet{version}", yid, id_file, i)
         where = f"{folder}: video {vid}"
         if vid in database:
             raise AnnotationError(f"{where}: duplicate video")

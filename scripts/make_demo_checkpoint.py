@@ -40,6 +40,7 @@ sys.path.insert(0, str(REPO_ROOT))  # the script runs without installing ecmlib
 import torch  # noqa: E402
 
 from ecmlib.io import atomic_torch_save, atomic_write_text  # noqa: E402
+from ecmlib.safeload import load_checkpoint_file  # noqa: E402
 
 DEST_NAME = "thumos14-mini_ecm.pth"
 
@@ -55,7 +56,7 @@ def train_command(epochs: int, seed: int, hidden_dim: int, eval_every: int, out:
 
 def slim_checkpoint(best: Path, provenance: dict) -> dict:
     """``best.pth`` without the optimizer state, plus where it came from."""
-    ckpt = torch.load(best, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint_file(best)
     if "ecmlib_config" not in ckpt:
         raise ValueError(f"{best}: has no 'ecmlib_config'; was it written by ecmlib train?")
     return {"epoch": ckpt["epoch"], "state_dict": ckpt["state_dict"], "optimizer": {},
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             "synthetic_seed": cfg["data"]["synthetic_seed"], "seed": args.seed,
             "epochs": args.epochs, "eval_every": args.eval_every, "hidden_dim": args.hidden_dim,
             "feat_dim": cfg["model"]["feat_dim"], "num_snippets": cfg["model"]["num_snippets"],
-            "metrics": metrics, "wall_time_s": wall, "torch": torch.__version__,
+            "metrics": metrics, "wall_time_s": wall, "torch": str(torch.__version__),
             "hardware": f"{platform.machine()} CPU, {os.cpu_count()} cores visible, "
                         f"{metrics.get('cpu_threads')} torch threads",
             "made": f"{datetime.now():%Y-%m-%d}"}

@@ -1,10 +1,11 @@
-"""The detection explorer in a real browser: Voilà serves notebook 05, headless Chromium moves
-a slider and the explorer's marker line must change.
+"""The detection explorer in a real browser: Voilà serves notebook 05 (two models, its
+defaults), headless Chromium picks a row of the ranking table, whose video must open with both
+models' APs as the table gives them, then moves a slider and the marker line must change.
 
 The notebook is served from a temporary copy (its ``../figures`` is a temporary folder too),
 in quick mode, on 127.0.0.1 and a free port; the server is always stopped. A screenshot is
-saved to ``test-artifacts/explorer.png`` (ignored by git). Skipped only when Debian's
-``/usr/bin/chromium`` is missing (``apt-get install -y chromium``; CI installs it).
+saved to ``test-artifacts/explorer_two_models.png`` (ignored by git). Skipped only when
+Debian's ``/usr/bin/chromium`` is missing (``apt-get install -y chromium``; CI installs it).
 """
 
 from __future__ import annotations
@@ -26,11 +27,16 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "05_detection_explorer.ipynb"
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"
-MARKER = re.compile(r"video=\S+ class=.+? AP@0\.5=\S+ mAP@0\.5=\S+ detections=\d+")
+# The two-model marker line (ecmlib.explorer.pair_marker_line), written out here so the
+# test does not import the package it checks.
+MARKER = re.compile(r"video=\S+ class=.+? \| \S+ AP@0\.5=\S+ mAP@0\.5=\S+ detections=\d+"
+                    r" \| \S+ AP@0\.5=\S+ mAP@0\.5=\S+ detections=\d+")
+FIELDS = re.compile(r"video=(\S+) class=(.+?) \| (\S+) AP@0\.5=(\S+) mAP@0\.5=\S+ detections=\d+"
+                    r" \| (\S+) AP@0\.5=(\S+) mAP@0\.5=")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SERVER_START_S = 30
-RENDER_S = 90  # kernel start, 60 synthetic videos, one inference pass, first redraw
+RENDER_S = 240  # kernel start, 60 synthetic videos, two inference passes, ranking, first redraw
 REDRAW_S = 30
 
 pytestmark = [
@@ -113,33 +119,70 @@ def voila_url():
                     proc.wait(timeout=10)
 
 
-def test_slider_redraws_the_explorer(voila_url, tmp_path):
+def _fields(marker: str) -> dict:
+    video, klass, label_a, ap_a, label_b, ap_b = FIELDS.match(marker).groups()
+    return {"video": video, "class": klass, "labels": (label_a, label_b),
+            "aps": tuple(float("nan") if x == "n/a" else float(x) for x in (ap_a, ap_b))}
+
+
+def _row(text: str) -> dict:
+    """A ranking row: rank, video, classes (may hold spaces and commas), AP a, AP b, a − b."""
+    tokens = text.split()
+    return {"video": tokens[1], "classes": " ".join(tokens[2:-3]),
+            "aps": (float(tokens[-3]), float(tokens[-2])), "difference": float(tokens[-1])}
+
+
+def test_two_model_explorer_in_a_browser(voila_url, tmp_path):
     url, log = voila_url
     try:
-        first, second, shot = _drive(url, tmp_path)
+        first, picked, row, moved, shot = _drive(url, tmp_path)
     except Exception as err:  # assertion or Playwright timeout: show what the server said
         raise AssertionError(f"{type(err).__name__}: {err}\n--- voila log (end) ---\n"
                              f"{log.read_text()[-3000:]}") from None
-    print(f"\nbefore: {first}\nafter:  {second}\nscreenshot: {shot.relative_to(REPO)}")
-    assert first.split(" AP@")[0] == second.split(" AP@")[0]  # same video and class
-    assert first != second
+    print(f"\nopened:        {first}\nrow picked:    {row}\nafter pick:    {picked}"
+          f"\nslider moved:  {moved}\nscreenshot: {shot.relative_to(REPO)}")
+    a, b, c = _fields(first), _fields(picked), _fields(moved)
+    assert a["labels"] == b["labels"] == ("ECM", "pre-only")
+    # the row's video opened, with both models' APs as the ranking table gives them
+    assert b["video"] == row["video"] != a["video"]
+    assert b["class"].startswith(row["classes"].rstrip("…"))  # long names are cut with …
+    assert all(abs(x - y) < 5e-4 for x, y in zip(b["aps"], row["aps"])), (b, row)
+    # the slider redraws the same video and class for both models
+    assert (c["video"], c["class"]) == (b["video"], b["class"]) and moved != picked
     assert shot.is_file() and shot.stat().st_size > 10_000
 
 
-def _drive(url: str, tmp_path: Path) -> tuple[str, str, Path]:
-    """Open the page, wait for the first marker, move a slider, wait for the new marker."""
+def _drive(url: str, tmp_path: Path) -> tuple[str, str, dict, str, Path]:
+    """Open the page, wait for the first marker, pick the last single-class row of the ranking
+    and wait for its marker, move a slider and wait for the new marker, take a screenshot."""
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / "explorer.png"
+    shot = ARTIFACTS / "explorer_two_models.png"
     with sync_playwright() as p:
         browser = p.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True,
-            args=CHROMIUM_ARGS, viewport={"width": 1200, "height": 1100})
+            args=CHROMIUM_ARGS, viewport={"width": 1300, "height": 1100})
         try:
             page = browser.new_page()
-            page.goto(url, timeout=RENDER_S * 1000)
+            # Voilà streams the page while the kernel runs the notebook; the marker comes
+            # before the page has finished loading (the static figures are still running).
+            page.goto(url, timeout=RENDER_S * 1000, wait_until="commit")
             first = _wait_for_marker(page, RENDER_S)
+            ranking = page.locator(".ecm-ranking select")
+            options = ranking.locator("option").all_inner_texts()
+            assert len(options) >= 2, f"expected a ranking of the test videos, found {options}"
+            top = _row(options[0])
+            assert top["video"] == _fields(first)["video"], "the explorer opens on the top row"
+            diffs = [_row(o)["difference"] for o in options]
+            assert diffs == sorted(diffs, reverse=True), "rows are ranked by AP difference"
+            # The last single-class row: the video where pre-only gains most (its marker's AP
+            # of the class is then the video's AP in the table).
+            k = max(i for i, o in enumerate(options) if "," not in _row(o)["classes"])
+            row = _row(options[k])
+            ranking.select_option(index=k)
+            picked = _wait_for_marker(page, REDRAW_S, differs_from=first, settle=3.0)
+
             handles = page.locator(".widget-slider .noUi-handle")
             assert handles.count() == 5, f"expected the explorer's 5 sliders, found {handles.count()}"
             # The second slider is the lowest activation threshold: raising it by a few steps
@@ -149,12 +192,12 @@ def _drive(url: str, tmp_path: Path) -> tuple[str, str, Path]:
             for _ in range(5):
                 page.keyboard.press("ArrowRight")
             # Each key press is one redraw; the settled marker is the last press's.
-            second = _wait_for_marker(page, REDRAW_S, differs_from=first, settle=3.0)
-            moved = float(handles.nth(1).get_attribute("aria-valuetext")) - start
-            assert abs(moved - 0.05) < 1e-6, f"the slider moved by {moved}, not five steps of 0.01"
+            moved = _wait_for_marker(page, REDRAW_S, differs_from=picked, settle=3.0)
+            step = float(handles.nth(1).get_attribute("aria-valuetext")) - start
+            assert abs(step - 0.05) < 1e-6, f"the slider moved by {step}, not five steps of 0.01"
             explorer_box = page.locator(".widget-vbox").first
             explorer_box.locator(".widget-output img").first.wait_for(timeout=REDRAW_S * 1000)
             explorer_box.screenshot(path=str(shot))
         finally:
             browser.close()
-    return first, second, shot
+    return first, picked, row, moved, shot

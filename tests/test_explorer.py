@@ -7,6 +7,9 @@ when it exists, open the shipped demo checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
+from collections import OrderedDict
+from pathlib import Path
 from unittest import mock
 
 import matplotlib
@@ -16,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from ecmlib import explorer  # noqa: E402
@@ -282,3 +286,211 @@ def test_real_features_path_reads_only_the_test_split(tmp_path):
     np.testing.assert_allclose(on_disk.features, generated.features, rtol=1e-6, atol=1e-6)
     ev = evaluate_model(model, on_disk, real)
     assert "THUMOS14 test" in ev.result.gt_description
+
+
+# ------------------------------------------------------------------ two models
+
+
+def _second_model(analysis: explorer.VideoAnalysis) -> explorer.VideoAnalysis:
+    """The crafted split seen by a model that misplaces v0's action (20-27 s instead of 5-12 s)
+    and finds v1's as well as the first one."""
+    cas = analysis.cas.copy()
+    cas[0, 0] = _bump(20, 27)
+    return dataclasses.replace(analysis, cas=cas, weights=None, _map_cache=OrderedDict())
+
+
+@pytest.fixture
+def pair(analysis) -> explorer.ModelPair:
+    return explorer.ModelPair(analysis, _second_model(analysis), ("ECM", "pre only"))
+
+
+def _independent_video_map(analysis: explorer.VideoAnalysis, video: str) -> float:
+    """AP@0.5 of one video from the split-wide predictions (localize_batch_flat), scored by
+    evaluate_detection against that video's ground truth alone: not the explorer's path."""
+    from ecmlib.evaluation import evaluate_detection, predictions_from_arrays
+    gt, preds = analysis.gt, analysis.predictions()
+    g = gt.video_idx == gt.video_names.index(video)
+    sub_gt = GroundTruth(gt.classes, [video], np.zeros(int(g.sum()), np.int64), gt.class_idx[g],
+                         gt.start[g], gt.end[g], gt.subset, "<one video>", gt.dataset)
+    p = np.asarray(preds.video_names, dtype=object)[preds.video_idx] == video
+    sub = predictions_from_arrays([video] * int(p.sum()), preds.class_idx[p], preds.start[p],
+                                  preds.end[p], preds.score[p], classes=gt.classes)
+    return float(evaluate_detection(sub_gt, sub, [0.5]).mAP[0])
+
+
+def _check_ranking(pair: explorer.ModelPair) -> None:
+    ranking = pair.ranking()
+    assert list(ranking.columns) == ["video", "index", "classes", "ap_a", "ap_b", "difference"]
+    assert ranking.attrs["labels"] == pair.labels
+    assert list(ranking["difference"]) == sorted(ranking["difference"], reverse=True)
+    with_gt = [v for i, v in enumerate(pair.a.names) if pair.a.gt_classes(i)]
+    assert sorted(ranking["video"]) == sorted(with_gt)
+    for row in ranking.itertuples(index=False):
+        assert pair.a.names[row.index] == row.video
+        ap_a = _independent_video_map(pair.a, row.video)
+        ap_b = _independent_video_map(pair.b, row.video)
+        assert row.ap_a == pytest.approx(ap_a, abs=1e-12)
+        assert row.ap_b == pytest.approx(ap_b, abs=1e-12)
+        assert row.difference == pytest.approx(ap_a - ap_b, abs=1e-12)
+
+
+def test_ranking_differences_equal_independently_computed_video_aps(pair):
+    ranking = pair.ranking()
+    assert list(ranking["video"]) == ["v0", "v1"]  # ECM wins v0, ties v1
+    assert list(ranking["difference"]) == [1.0, 0.0]
+    _check_ranking(pair)
+    assert pair.labels == ("ECM", "pre_only")  # spaces would break the marker line
+    assert pair.class_to_show(0) == 0 and pair.class_to_show(1) == 1
+
+
+def test_pair_refuses_different_splits_or_localisation(analysis):
+    other = _second_model(analysis)
+    renamed = dataclasses.replace(other, names=["v0", "w1"], _map_cache=OrderedDict())
+    with pytest.raises(ValueError, match=r"not analysed on the same test split: different test "
+                                         r"videos \(v1 vs w1\)"):
+        explorer.ModelPair(analysis, renamed)
+    shifted = dataclasses.replace(other, fps=np.array([1.0, 2.0]), _map_cache=OrderedDict())
+    with pytest.raises(ValueError, match="different fps per video"):
+        explorer.ModelPair(analysis, shifted)
+    strict = dataclasses.replace(other, params=LocalizeParams.thumos14("official"),
+                                 _map_cache=OrderedDict())
+    assert strict.params != analysis.params  # 'official' vs the fixture's 'clean' mode
+    with pytest.raises(ValueError, match="different localisation parameters"):
+        explorer.ModelPair(analysis, strict)
+    with pytest.raises(ValueError, match="different labels"):
+        explorer.ModelPair(analysis, other, ("x", "x"))
+
+
+def test_configs_of_different_test_splits_are_refused():
+    from ecmlib.train import make_config
+    a = make_config("THUMOS14", synthetic="tiny")
+    assert explorer.comparability_problems(a, a.with_overrides(["model.streams=pre",
+                                                                "train.seed=3",
+                                                                "data.train_split=other"])) == []
+    explorer.check_comparable(a, a.with_overrides(["loss.w_eq=0"]))
+    b = a.with_overrides(["data.synthetic_seed=1", "localize.nms_threshold=0.3"])
+    with pytest.raises(ValueError, match=r"ECM and pre cannot be compared: .*"
+                                         r"data\.synthetic_seed: 0 vs 1; localize\.nms_threshold"):
+        explorer.check_comparable(a, b, ("ECM", "pre"))
+    c = a.with_overrides(["data.synthetic=thumos14-mini"])
+    assert any(p.startswith("data.synthetic:") for p in explorer.comparability_problems(a, c))
+
+
+def test_pair_marker_round_trip():
+    line = explorer.pair_marker_line("v0", "Jump shot", ("ECM", "pre only"), (0.5, float("nan")),
+                                     (0.25, 0.125), (3, 0))
+    assert line == ("video=v0 class=Jump shot | ECM AP@0.5=0.5000 mAP@0.5=0.2500 detections=3 | "
+                    "pre_only AP@0.5=n/a mAP@0.5=0.1250 detections=0")
+    d = explorer.parse_pair_marker("noise\n" + line)
+    assert (d["video"], d["klass"], d["label_a"], d["label_b"]) == ("v0", "Jump shot", "ECM", "pre_only")
+    assert d["ap_a"] == 0.5 and np.isnan(d["ap_b"]) and (d["n_a"], d["n_b"]) == (3, 0)
+    assert explorer.parse_pair_marker(explorer.marker_line("v", "c", 1.0, 1.0, 1)) is None
+
+
+def test_comparison_plot_draws_both_models_on_one_timeline():
+    dets_a = np.array([[0, 5.0, 12.0, 0.9], [0, 20.0, 24.0, 0.3], [1, 0.0, 3.0, 0.5]])
+    dets_b = np.array([[0, 20.0, 27.0, 0.7]])
+    ax = explorer.plot_video_comparison(_bump(5, 12), _bump(20, 27), [(5.0, 12.0)], dets_a, dets_b,
+                                        0, duration=40.0, labels=("ECM", "pre"), aps=(1.0, 0.0),
+                                        title="v0: Jump", params=LocalizeParams.thumos14())
+    names = [line.get_label() for line in ax.get_lines()]
+    assert names[:2] == ["CAS ECM", "CAS pre"]
+    boxes = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_y() < 0]
+    assert len(boxes) == 3  # two of ECM's class-0 rows, one of pre-only's
+    ecm = [b for b in boxes if b.get_edgecolor()[:3] == matplotlib.colors.to_rgb("tab:red")]
+    pre = [b for b in boxes if b.get_edgecolor()[:3] == matplotlib.colors.to_rgb("tab:blue")]
+    assert len(ecm) == 2 and len(pre) == 1
+    assert max(b.get_y() for b in pre) < min(b.get_y() for b in ecm)  # pre-only's band below
+    hit = {round(b.get_x()): b.get_hatch() for b in ecm}
+    assert hit[5] is None and hit[20] == "///" and pre[0].get_hatch() == "///"
+    assert [t.get_text() for t in ax.get_yticklabels()][-2:] == ["ECM", "pre"]
+    title = ax.get_title()
+    assert "ECM AP@0.5 = 1.00 [2 det.]" in title and "pre AP@0.5 = 0.00 [1 det.]" in title
+    plt.close(ax.figure)
+    with pytest.raises(ValueError, match="same length"):
+        explorer.plot_video_comparison(np.ones(4), np.ones(5), [], dets_a, dets_b, 0, duration=1)
+
+
+def test_pair_explorer_shows_the_same_video_and_class_for_both(pair, capsys):
+    with mock.patch.object(explorer, "plot_video_comparison") as plot:
+        container, out = explorer.make_pair_explorer(pair)
+        assert container.children[1] is out
+        controls, table = container.children[0].children
+        widgets = {c.description: c for c in controls.children}
+        ranking_list = table.children[1]
+        assert len(widgets) == 7 and ranking_list.value == 0  # opens on the top row, v0
+        first = explorer.parse_pair_marker(capsys.readouterr().out)
+        assert (first["video"], first["klass"], first["ap_a"], first["ap_b"]) == ("v0", "Jump", 1.0, 0.0)
+        args = plot.call_args.args
+        assert np.array_equal(args[0], pair.a.cas[0, 0]) and np.array_equal(args[1], pair.b.cas[0, 0])
+        assert plot.call_args.kwargs["labels"] == ("ECM", "pre_only")
+        assert plot.call_args.kwargs["aps"] == (1.0, 0.0)
+
+        ranking_list.value = 1  # pick the second row: the explorer opens v1 on its class
+        assert widgets["video"].value == 1 and widgets["class"].value == 1
+        args = plot.call_args.args
+        assert np.array_equal(args[0], pair.a.cas[1, 1]) and np.array_equal(args[1], pair.b.cas[1, 1])
+        assert args[2] == [(20.0, 28.0)]
+        shown = explorer.parse_pair_marker(capsys.readouterr().out)
+        row = pair.ranking().set_index("video").loc["v1"]
+        assert (shown["video"], shown["klass"]) == ("v1", "Throw")
+        assert (shown["ap_a"], shown["ap_b"]) == (row.ap_a, row.ap_b)
+
+        widgets["video"].value = 0  # the dropdown moves the ranking's selection too
+        assert ranking_list.value == 0
+        widgets["class score threshold"].value = 0.9  # one knob for both models
+        shown = explorer.parse_pair_marker(capsys.readouterr().out)
+        assert (shown["n_a"], shown["n_b"], shown["map_a"], shown["map_b"]) == (0, 0, 0.0, 0.0)
+        assert plot.call_args.kwargs["params"].cls_score_th == 0.9
+
+
+def test_pair_explorer_draws_for_real(pair, capsys):
+    plt.close("all")
+    explorer.make_pair_explorer(pair, video="v1")
+    assert "video=v1 class=Throw | ECM AP@0.5=1.0000" in capsys.readouterr().out
+    assert plt.get_fignums() == []
+    fig = explorer.plot_pair_examples(pair, ["v0", 1])
+    assert len(fig.axes) == 2 and fig.axes[0].get_title().startswith("v0: Jump")
+    plt.close(fig)
+
+
+def test_resolve_checkpoint_names_shipped_files(tmp_path, monkeypatch):
+    assert explorer.resolve_checkpoint("") == explorer.DEMO_CHECKPOINT
+    monkeypatch.chdir(tmp_path)
+    name = explorer.DEMO_CHECKPOINT.name
+    if explorer.DEMO_CHECKPOINT.is_file():
+        assert explorer.resolve_checkpoint(name) == explorer.DEMO_CHECKPOINT
+    (tmp_path / name).write_bytes(b"local")  # a file here wins over the shipped one
+    assert explorer.resolve_checkpoint(name) == Path(name)
+    assert explorer.resolve_checkpoint("sub/missing.pth") == Path("sub/missing.pth")
+
+
+@pytest.mark.skipif(not all(p.is_file() for p in explorer.RECORD_CHECKPOINTS.values()),
+                    reason="the record checkpoints are not shipped yet")
+def test_shipped_record_checkpoints_are_a_comparable_pair():
+    (la, pa), (lb, pb) = explorer.RECORD_CHECKPOINTS.items()
+    model_a, cfg_a = explorer.open_checkpoint(pa.name)
+    model_b, cfg_b = explorer.open_checkpoint(pb.name)
+    explorer.check_comparable(cfg_a, cfg_b, (la, lb))
+    assert (cfg_a.model.streams, cfg_b.model.streams) == ("both", "pre")
+    for p in (pa, pb):
+        assert p.stat().st_size < 3_000_000
+        raw = torch.load(p, map_location="cpu", weights_only=True)
+        assert set(raw) == {"epoch", "state_dict", "ecmlib_config"}
+    test = explorer.load_test_split(cfg_a, max_videos=12)
+    _check_ranking(explorer.ModelPair(explorer.analyse_split(model_a, test, cfg_a),
+                                      explorer.analyse_split(model_b, test, cfg_b), (la, lb)))
+
+
+def test_demo_checkpoint_against_an_untrained_model_ranks_like_independent_aps():
+    from ecmlib.model import ECMNet
+    if not explorer.DEMO_CHECKPOINT.is_file():
+        pytest.skip("no shipped demo checkpoint")
+    model, cfg = explorer.open_checkpoint()
+    test = explorer.load_test_split(cfg, max_videos=12)
+    torch.manual_seed(0)
+    other = ECMNet(cfg.model).eval()
+    pair = explorer.ModelPair(explorer.analyse_split(model, test, cfg),
+                              explorer.analyse_split(other, test, cfg), ("demo", "untrained"))
+    _check_ranking(pair)
+    assert pair.ranking()["ap_a"].max() > 0

@@ -259,3 +259,12 @@ def test_tiny_grid_runs_collects_and_resumes(tmp_path):
     assert record.run_cells(cells, root, jobs=1) == []
     assert (root / cells[0].cell_id / "metrics.json").stat().st_mtime_ns == before
     assert record.is_done(root, cells[1])
+
+
+def test_collected_rows_use_each_cells_own_config(tmp_path):
+    """Two cells of one world share the generated features, never the config."""
+    cache: dict = {}
+    cells = [record.Cell(s, 0, **record.QUICK_PROTOCOL) for s in ("ecm", "pre_only")]
+    got = [record._test_split(c, cache) for c in cells]
+    assert got[0][1] is got[1][1]
+    assert got[0][0].model.streams == "both" and got[1][0].model.streams == "pre"

@@ -48,7 +48,7 @@ def test_run_directory_contents(tiny_run) -> None:
     history = json.loads((run / "history.json").read_text())
     assert [r["epoch"] for r in history] == [1, 2]
     assert {"loss_pre", "loss_post", "loss_eq", "loss_agg", "loss_total", "lr"} <= set(history[0])
-    ckpt = torch.load(run / "best.pth", weights_only=False)
+    ckpt = torch.load(run / "best.pth", weights_only=True)  # ours are weights-only safe
     assert {"epoch", "state_dict", "optimizer"} <= set(ckpt)
     assert set(ckpt["state_dict"]) == {
         "base_module.conv_1.weight", "base_module.conv_1.bias", "base_module.conv_2.weight",

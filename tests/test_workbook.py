@@ -138,8 +138,9 @@ def test_run_grid_errors_are_clear():
     def in_main(x, seed):
         return {"v": x}
     in_main.__module__ = "__main__"  # as if defined in a notebook
-    with pytest.raises(ValueError, match="cannot import"):
-        wb.run_grid(in_main, {"x": [1], "seed": [0, 1]}, jobs=2, progress=False)
+    with pytest.raises(ValueError, match="cannot import"):  # (Dask ships it by value)
+        wb.run_grid(in_main, {"x": [1], "seed": [0, 1]}, jobs=2, progress=False,
+                    executor="processes")
 
     def boom(x, seed):
         if seed == 1:
