@@ -156,8 +156,13 @@ def studies(seeds: int = 5, data_seeds: Sequence[int] = (1, 2), world_seeds: int
     s04 = _seed_major(TRANSITION_SETTINGS, range(seeds), 0, proto)
     s07 = []
     for seed in range(world_seeds):
+        # The default world is one world, shared by every factor: its runs appear once.
+        for setting in ("ecm", "pre_only"):
+            s07.append(Cell(setting, seed, 0, (), "", "default", **proto))
         for factor, levels in WORLDS.items():
             for level in LEVELS:
+                if level == "default":
+                    continue
                 for setting in ("ecm", "pre_only"):
                     s07.append(Cell(setting, seed, 0, levels[level], factor, level, **proto))
     return {"03": Study("03_ablation_equivalent_loss", tuple(s03)),
@@ -508,7 +513,17 @@ def world_summary(table: Any) -> Any:
     import numpy as np
     import pandas as pd
     rows = []
-    for (factor, level), grp in table.groupby(["factor", "level"], sort=False):
+    factor_col = table["factor"].map(lambda v: "" if pd.isna(v) else str(v))
+    factors = [f for f in WORLDS if f in set(factor_col)] or list(WORLDS)
+    groups = []
+    for factor in factors:
+        for level in LEVELS:
+            # The default world's runs (factor empty) are every factor's middle level.
+            pick = (table["level"] == level) & ((factor_col == factor) | (level == "default"))
+            groups.append((factor, level, table[pick]))
+    for factor, level, grp in groups:
+        if not len(grp):
+            continue
         ecm = grp[grp["setting"] == "ecm"].set_index("seed")
         pre = grp[grp["setting"] == "pre_only"].set_index("seed")
         common = ecm.index.intersection(pre.index)

@@ -28,7 +28,8 @@ def test_plan_counts_order_and_uniqueness():
     s = record.studies()
     assert len(s["03"].cells) == 6 * 5 + 2 * 2 * 5
     assert len(s["04"].cells) == 3 * 5
-    assert len(s["07"].cells) == 4 * 3 * 2 * 3
+    # 9 worlds (4 factors x off/strong, and the shared default) x 2 methods x 3 seeds.
+    assert len(s["07"].cells) == 9 * 2 * 3
     cells = record.plan()
     ids = [c.cell_id for c in cells]
     assert len(ids) == len(set(ids))
@@ -59,8 +60,9 @@ def test_world_cells_carry_their_knobs():
     cfg = _config_from_args(build_parser().parse_args(cell.argv()))
     assert cfg.data.synthetic_knobs == ("ramp_seconds=4.0", "boundary_jitter_seconds=1.0")
     assert cell.world == "boundary=strong" and "world=" in cell.cell_id
-    default = next(c for c in record.studies()["07"].cells if c.level == "default")
-    assert default.knobs == () and default.cell_id == f"{default.setting}__seed=0__data=0"
+    defaults = [c for c in record.studies()["07"].cells if c.level == "default"]
+    assert len(defaults) == 2 * 3 and all(c.knobs == () and c.factor == "" for c in defaults)
+    assert defaults[0].cell_id == f"{defaults[0].setting}__seed=0__data=0"
 
 
 def test_synthetic_knobs_change_the_world_and_bad_knobs_fail():
@@ -186,9 +188,17 @@ def test_world_summary_differences():
         for setting, v in (("ecm", 0.3 + 0.01 * seed), ("pre_only", 0.3)):
             rows.append({"setting": setting, "seed": seed, "factor": "context", "level": "off",
                          "last_mAP@0.5": v, "mAP@0.5": v, "last5_mAP@0.5": v})
+        # The shared default world: one run per method, the middle level of every factor.
+        for setting, v in (("ecm", 0.25), ("pre_only", 0.2)):
+            rows.append({"setting": setting, "seed": seed, "factor": "", "level": "default",
+                         "last_mAP@0.5": v, "mAP@0.5": v, "last5_mAP@0.5": v})
     s = record.world_summary(_table(rows))
-    r = s[(s.selection == "last") & (s.metric == "mAP@0.5")].iloc[0]
-    assert r["diff"] == pytest.approx(0.01) and r["n_pairs"] == 3
+    s = s[(s.selection == "last") & (s.metric == "mAP@0.5")]
+    off = s[(s.factor == "context") & (s.level == "off")].iloc[0]
+    assert off["diff"] == pytest.approx(0.01) and off["n_pairs"] == 3
+    default = s[s.level == "default"]
+    assert set(default["factor"]) == {"context"}  # only factors with runs get a line
+    assert default.iloc[0]["diff"] == pytest.approx(0.05)
 
 
 # -- results files and the README ---------------------------------------------------------------
