@@ -762,7 +762,8 @@ def _check_labels_all(path: Path, names: list[str], labels_all: Any, gt: dict,
     for n, a, b in differ:
         kinds.setdefault((tuple(show(a)), tuple(show(b))), (n, a, b))
     picked = list(kinds.values())[:3]
-    picked += [d for d in differ if d not in picked][:3 - len(picked)]
+    seen = {d[0] for d in picked}
+    picked += [d for d in differ if d[0] not in seen][:3 - len(picked)]
     examples = "; ".join(f"{n}: labels_all {show(a)}, ground truth {show(b)}"
                          for n, a, b in picked)
     use = ("the ground-truth labels (data.labels=ground_truth; set data.labels=labels_all "

@@ -521,12 +521,19 @@ def train(cfg: ExperimentConfig, data: tuple[FeatureSet, FeatureSet] | None = No
         run_dir = source.parent
         _remove_stale_temp_files(run_dir)
     else:
+        existed = out_dir is not None and Path(out_dir).exists()
         run_dir = prepare_run_dir(out_dir, overwrite) if out_dir is not None else None
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.train.seed)
-    train_set, test_set = data if data is not None else load_data(cfg)
+    try:
+        train_set, test_set = data if data is not None else load_data(cfg)
+    except Exception:
+        # Bad data: leave no empty run folder behind (one that held anything stays).
+        if run_dir is not None and not in_place and not existed and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+        raise
     gt = ground_truth_for(cfg, test_set)
     if run_dir is not None:
         cfg.save(run_dir / "config.json")

@@ -172,3 +172,19 @@ def test_activitynet_preset_end_to_end(tmp_path) -> None:
     assert m["selection_metric"] == "average_mAP@0.5:0.95"
     assert "average_mAP@0.5:0.95" in m and "mAP@0.95" in m and "mAP@0.1" not in m
     assert cfg.localize.time_unit == "duration" and cfg.train.batch_size == 128
+
+
+def test_bad_data_leaves_no_empty_run_folder(tmp_path):
+    from ecmlib.train import make_config, train
+    empty_root = tmp_path / "features"
+    empty_root.mkdir()
+    cfg = make_config("THUMOS14", data_root=str(empty_root))
+    out = tmp_path / "run"
+    with pytest.raises((ValueError, FileNotFoundError)):
+        train(cfg, out_dir=out, progress=False, log=None)
+    assert not out.exists()
+    # A folder the user made beforehand is not removed.
+    out.mkdir()
+    with pytest.raises((ValueError, FileNotFoundError)):
+        train(cfg, out_dir=out, progress=False, log=None)
+    assert out.is_dir()
