@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -174,25 +175,26 @@ class CellExecutor(cf.Executor):
         if self._closed:
             return
         self._closed = True
-        if self.client is not None and self._closers:
-            # Forget this executor's finished tasks before the workers go, so the scheduler
-            # does not plan to recompute results nobody wants.
-            try:
+        if self.client is not None:
+            # Forget this executor's tasks (finished, or not wanted any more after an
+            # interruption) before the workers go, so the scheduler does not recompute them.
+            with contextlib.suppress(Exception):  # a dead cluster cannot cancel
                 self.client.cancel(list(getattr(self._inner, "_futures", ())))
-            except Exception:  # noqa: BLE001 - a dead cluster cannot cancel
-                pass
         if self._inner is not None:
-            if cancel_futures:
+            if cancel_futures and self.client is None:  # (the Dask cells are cancelled above)
                 self._inner.shutdown(wait=wait, cancel_futures=True)
             else:
                 self._inner.shutdown(wait=wait)
         for close in self._closers:  # in order: the client, then a cluster we started
-            try:
+            with contextlib.suppress(Exception):  # best effort (a dead cluster)
                 close()
-            except Exception:  # noqa: BLE001 - closing is best effort (a dead cluster)
-                pass
 
     close = shutdown
+
+    def __exit__(self, exc_type, exc_val, exc_tb):
+        # Interrupted (Ctrl-C, an error in the caller): drop the cells not started yet.
+        self.shutdown(wait=True, cancel_futures=exc_type is not None)
+        return False
 
     def __repr__(self) -> str:
         return f"<CellExecutor {self.description}>"
@@ -261,7 +263,8 @@ def open_executor(kind: str | None = None, scheduler: Any = None, jobs: int | No
     return _open_dask_local(jobs, threads, ngpu, say)
 
 
-def _open_dask_local(jobs: int, threads: int, ngpu: int, say: Callable[[str], None]) -> CellExecutor:
+def _open_dask_local(jobs: int, threads: int, ngpu: int,
+                     say: Callable[[str], None]) -> CellExecutor:
     import dask
     from distributed import Client, LocalCluster
     env = {var: str(threads) for var in _THREAD_VARS}
@@ -271,11 +274,21 @@ def _open_dask_local(jobs: int, threads: int, ngpu: int, say: Callable[[str], No
         env[_PIN_ENV] = "1"
         extra["resources"] = {"GPU": 1}
     # One cell per worker at a time, handed out only when a worker is free (no pre-queueing
-    # a long cell behind another on a busy worker).
-    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
-        cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address="127.0.0.1:0", env=env,
-                               **extra)
+    # a long cell behind another on a busy worker); no statistical profiler sampling the
+    # cells' stacks every 10 ms; and glibc's own malloc trimming instead of the nanny's
+    # MALLOC_TRIM_THRESHOLD_=65536, which made torch training cells ~40 % slower here
+    # (benchmarks/bench_sweep.py). The nannies hand this config to their workers.
+    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0,
+                          "distributed.worker.profile.enabled": False,
+                          "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        touched = {*env, *dask.config.get("distributed.nanny.pre-spawn-environ"), "PYTHONHASHSEED"}
+        saved = {k: os.environ.get(k) for k in touched}
+        try:
+            cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                                   host="127.0.0.1", dashboard_address="127.0.0.1:0", env=env,
+                                   **extra)
+        finally:
+            _restore_environ(saved)
     try:
         client = Client(cluster, set_as_default=False)
     except BaseException:
@@ -297,9 +310,21 @@ def _open_dask_local(jobs: int, threads: int, ngpu: int, say: Callable[[str], No
             cluster.close()
         finally:
             logger.setLevel(level)
+            _restore_environ(saved)
 
     return CellExecutor("dask", _client_executor(client, bool(ngpu)), jobs, threads, desc,
                         bool(ngpu), client, [close_quietly])
+
+
+def _restore_environ(saved: Mapping[str, str | None]) -> None:
+    """Undo what the nannies leave in this process's environment (they export their
+    workers' OMP_NUM_THREADS=1, PYTHONHASHSEED... here to spawn them), so that kernels and
+    processes started later by this process do not inherit it."""
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        elif os.environ.get(key) != value:
+            os.environ[key] = value
 
 
 def _client_executor(client: Any, gpu: bool) -> cf.Executor:
@@ -427,7 +452,8 @@ def slurm_cluster_kwargs(opts: Mapping[str, Any] | Sequence[str] | None = None,
     per_cell = max(1, int(cell_threads))
     if per_cell > 1:
         slots = max(1, kwargs["cores"] // kwargs["processes"] // per_cell)
-        kwargs["worker_extra_args"] = [*kwargs.get("worker_extra_args", []), "--nthreads", str(slots)]
+        kwargs["worker_extra_args"] = [*kwargs.get("worker_extra_args", []),
+                                       "--nthreads", str(slots)]
     kwargs["job_script_prologue"] = [f"export {THREADS_ENV}={per_cell}"]
     return kwargs
 

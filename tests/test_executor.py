@@ -325,19 +325,26 @@ def test_without_tensorboard_nothing_breaks(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_run_grid_on_a_local_dask_cluster_ships_notebook_functions():
     def in_notebook(x, seed):
+        import os
+
         import torch
-        return {"v": x * 10 + seed, "threads": torch.get_num_threads()}
+        return {"v": x * 10 + seed, "threads": torch.get_num_threads(),
+                "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_", "unset")}
     in_notebook.__module__ = "__main__"  # as if defined in a notebook: shipped by value
+    before = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "PYTHONHASHSEED")}
     records = wb.run_grid(in_notebook, {"x": [1, 2], "seed": [0, 1]}, jobs=2, progress=False)
     assert [r["v"] for r in records] == [10, 11, 20, 21]
     assert {r["threads"] for r in records} == {max(1, ex.cores() // 2)}
+    assert {r["trim"] for r in records} == {"unset"}  # glibc's trimming, not Dask's 64 KiB
+    # the nannies' exports for their workers do not stay in this process's environment
+    assert {k: os.environ.get(k) for k in before} == before
 
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_cell_is_rerun_on_the_other_worker(tmp_path, capsys):
     log = tmp_path / "cells.log"
     out = tmp_path / "sweep"
-    with dask_cluster(tmp_path, 2, ECMLIB_TEST_LOG=str(log), ECMLIB_TEST_HOLD="1") as (addr, pids):
+    with dask_cluster(tmp_path, 2, ECMLIB_TEST_LOG=str(log)) as (addr, pids):
         result: dict = {}
         driver = threading.Thread(target=lambda: result.update(rc=wb.sweep_main(
             [str(NB), "-p", "seed", *SEEDS, "--scheduler", addr, "--out", str(out),
