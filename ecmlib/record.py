@@ -33,7 +33,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -230,21 +230,32 @@ def run_cell(cell: Cell, root: str | Path, python: str | None = None,
     return run_dir
 
 
-def run_cells(cells: Sequence[Cell], root: str | Path, jobs: int = 1,
-              python: str | None = None) -> list[str]:
-    """Run every unfinished cell, ``jobs`` at a time; returns the failures' messages."""
+def run_cells(cells: Sequence[Cell], root: str | Path, jobs: int | None = 1,
+              python: str | None = None, **executor: Any) -> list[str]:
+    """Run every unfinished cell, ``jobs`` at a time; returns the failures' messages.
+
+    The cells go through the executor every grid of the workbook uses
+    (:func:`ecmlib.executor.open_executor`: a local Dask cluster by default, a process pool,
+    this process for ``jobs=1``, or a remote cluster or Slurm through ``executor`` keywords
+    such as ``scheduler="tcp://HOST:PORT"``); a remote cluster must see ``root``. Each cell
+    trains in a subprocess with its own command line, so a worker only waits for it.
+    """
+    from .executor import open_executor
+    root = Path(root).resolve()
     todo = [c for c in cells if not is_done(root, c)]
-    print(f"{len(cells) - len(todo)} of {len(cells)} cells finished; {len(todo)} to run "
-          f"with {jobs} job(s)", flush=True)
+    print(f"{len(cells) - len(todo)} of {len(cells)} cells finished; {len(todo)} to run",
+          flush=True)
     failures: list[str] = []
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(run_cell, c, root, python) for c in todo]
+    if not todo:
+        return failures
+    with open_executor(jobs=jobs, n_tasks=len(todo), log=print, **executor) as pool:
+        futures = {pool.submit(run_cell, c, str(root), python): c for c in todo}
         for fut in as_completed(futures):
             try:
                 fut.result()
             except Exception as err:  # noqa: BLE001 - reported, the grid goes on
-                failures.append(str(err))
-                print(f"FAILED {err}", flush=True)
+                failures.append(f"{futures[fut].cell_id}: {err}")
+                print(f"FAILED {futures[fut].cell_id}: {err}", flush=True)
     return failures
 
 
@@ -721,7 +732,9 @@ def record_main(argv: list[str] | None = None) -> int:
                         choices=["03", "04", "07"])
     parser.add_argument("--root", default="runs/record", help="run folders (default: %(default)s)")
     parser.add_argument("--results", default=None, help="results folder (default: data/results)")
-    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (one thread each)")
+    from .executor import add_executor_args, executor_options
+    add_executor_args(parser, "runs at a time on this machine (each run uses one torch "
+                              "thread; default: one per core)")
     parser.add_argument("--collect-only", action="store_true",
                         help="do not train: collect the finished cells only")
     parser.add_argument("--list", action="store_true", help="print each cell's command and exit")
@@ -742,7 +755,9 @@ def record_main(argv: list[str] | None = None) -> int:
     todo = [c for c in cells if c.command() not in recorded]
     if len(todo) < len(cells):
         print(f"{len(cells) - len(todo)} cell(s) already in the results files: not re-run")
-    failures = [] if args.collect_only else run_cells(todo, args.root, args.jobs)
+    opts = executor_options(args)
+    jobs = opts.pop("jobs")
+    failures = [] if args.collect_only else run_cells(todo, args.root, jobs, **opts)
     for key in args.study:
         study = studies()[key]
         prev_path = out / study.csv_name
@@ -777,11 +792,13 @@ def quick_grid(key: str, out: str | Path, jobs: int = 2) -> Any:
 
 
 def load_results(key: str, mode: str = "record", results_dir: str | Path | None = None,
-                 runs_root: str | Path = "runs/record", jobs: int = 1) -> tuple[Any, Any]:
+                 runs_root: str | Path = "runs/record", jobs: int = 1,
+                 scheduler: str | None = None) -> tuple[Any, Any]:
     """(results table, curves) of study ``key`` for a notebook.
 
     ``mode='record'`` reads the committed files; ``'full'`` first trains every missing cell
-    of the study under ``runs_root`` and rewrites the results files (hours on a CPU).
+    of the study under ``runs_root`` and rewrites the results files (hours on a CPU), on
+    the local Dask cluster or on ``scheduler`` (``tcp://HOST:PORT``).
     """
     import pandas as pd
     if mode not in ("record", "full"):
@@ -789,6 +806,8 @@ def load_results(key: str, mode: str = "record", results_dir: str | Path | None 
     study = studies()[key]
     if mode == "full":
         argv = ["--study", key, "--root", str(runs_root), "--jobs", str(jobs)]
+        if scheduler:
+            argv += ["--scheduler", str(scheduler)]
         if results_dir:
             argv += ["--results", str(results_dir)]
         if record_main(argv) != 0:
