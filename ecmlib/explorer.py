@@ -506,6 +506,24 @@ def _params_from(base: LocalizeParams, cls_score_th: float, act_start: float,
                                conf_gamma=float(conf_gamma), outer_lambda=float(outer_lambda))
 
 
+def _localize_sliders(base: LocalizeParams, style: dict, layout: Any) -> dict[str, Any]:
+    """One FloatSlider per localisation knob, starting at ``base`` (both explorers)."""
+    import ipywidgets as w
+
+    def slider(desc: str, value: float, lo: float, hi: float, step: float) -> Any:
+        return w.FloatSlider(value=value, min=lo, max=hi, step=step, description=desc,
+                             continuous_update=False, readout_format=".3f", style=style,
+                             layout=layout)
+
+    return {
+        "cls_score_th": slider("class score threshold", base.cls_score_th, 0.0, 1.0, 0.01),
+        "act_start": slider("lowest act. threshold", base.act_thresh[0], 0.0, 0.5, 0.01),
+        "nms_threshold": slider("NMS threshold", base.nms_threshold, 0.05, 1.0, 0.05),
+        "conf_gamma": slider("γ (conf_gamma)", base.conf_gamma, 0.0, 1.0, 0.05),
+        "outer_lambda": slider("outer λ", base.outer_lambda, 0.0, 1.0, 0.05),
+    }
+
+
 def make_explorer(analysis: VideoAnalysis, cfg: ExperimentConfig | None = None,
                   video: int | str = 0,
                   figsize: tuple[float, float] = (9.0, 3.2)) -> tuple[Any, Any]:
@@ -540,18 +558,7 @@ def make_explorer(analysis: VideoAnalysis, cfg: ExperimentConfig | None = None,
     klass = w.Dropdown(options=[(c, k) for k, c in enumerate(analysis.classes)],
                        value=first_class(start), description="class", style=style, layout=layout)
 
-    def slider(desc: str, value: float, lo: float, hi: float, step: float) -> Any:
-        return w.FloatSlider(value=value, min=lo, max=hi, step=step, description=desc,
-                             continuous_update=False, readout_format=".3f", style=style,
-                             layout=layout)
-
-    sliders = {
-        "cls_score_th": slider("class score threshold", base.cls_score_th, 0.0, 1.0, 0.01),
-        "act_start": slider("lowest act. threshold", base.act_thresh[0], 0.0, 0.5, 0.01),
-        "nms_threshold": slider("NMS threshold", base.nms_threshold, 0.05, 1.0, 0.05),
-        "conf_gamma": slider("γ (conf_gamma)", base.conf_gamma, 0.0, 1.0, 0.05),
-        "outer_lambda": slider("outer λ", base.outer_lambda, 0.0, 1.0, 0.05),
-    }
+    sliders = _localize_sliders(base, style, layout)
 
     # Registered before interactive_output's own observer, so the redraw a video change
     # causes already sees the new video's class.
@@ -929,18 +936,7 @@ def make_pair_explorer(pair: ModelPair, cfg: ExperimentConfig | None = None,
                        value=pair.class_to_show(start, base), description="class", style=style,
                        layout=layout)
 
-    def slider(desc: str, value: float, lo: float, hi: float, step: float) -> Any:
-        return w.FloatSlider(value=value, min=lo, max=hi, step=step, description=desc,
-                             continuous_update=False, readout_format=".3f", style=style,
-                             layout=layout)
-
-    sliders = {
-        "cls_score_th": slider("class score threshold", base.cls_score_th, 0.0, 1.0, 0.01),
-        "act_start": slider("lowest act. threshold", base.act_thresh[0], 0.0, 0.5, 0.01),
-        "nms_threshold": slider("NMS threshold", base.nms_threshold, 0.05, 1.0, 0.05),
-        "conf_gamma": slider("γ (conf_gamma)", base.conf_gamma, 0.0, 1.0, 0.05),
-        "outer_lambda": slider("outer λ", base.outer_lambda, 0.0, 1.0, 0.05),
-    }
+    sliders = _localize_sliders(base, style, layout)
     ranking_list = w.Select(options=list(zip(lines, ranked)),
                             value=start if start in ranked else None, rows=rows,
                             layout=w.Layout(width="640px"))

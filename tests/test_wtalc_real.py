@@ -9,7 +9,6 @@ shared by the ground-truth builder and the readers, checked here on the real ids
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pickle
@@ -127,12 +126,7 @@ def test_every_real_id_names_a_ground_truth_video(dataset, variant, n):
         assert "v_Vg4a8igc0" not in gt
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location(
-        "build_ground_truth", REPO / "scripts" / "build_ground_truth.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from test_data import _load_script  # noqa: E402 - the ground-truth builder, loaded once
 
 
 def test_builder_uses_the_same_naming_function(tmp_path):
