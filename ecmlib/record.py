@@ -274,14 +274,6 @@ COLUMNS = ("setting", "seed", "data_seed", "world", "factor", "level", "preset",
 N_BOOT = 1000
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    import json
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: cannot read ({err})") from None
-
-
 def cell_config(cell: Cell) -> Any:
     """The ExperimentConfig that the cell's command line builds."""
     from .cli import build_parser
@@ -318,11 +310,11 @@ def collect_row(cell: Cell, root: str | Path, cache: dict | None = None) -> dict
     import numpy as np
     import pandas as pd
     from .ablation import transition_consistency
-    from .evaluation import bootstrap_map
+    from .evaluation import _read_json, bootstrap_map
     from .model import load_checkpoint
     from .train import detect, ground_truth_for, predict
     run_dir = Path(root) / cell.cell_id
-    metrics = _read_json(run_dir / "metrics.json")
+    metrics = _read_json(run_dir / "metrics.json")  # ValueError naming the file
     history_path = run_dir / "history.csv"
     history = pd.read_csv(history_path)
     if "mAP@0.5" not in history:

@@ -533,13 +533,8 @@ def setting_dirname(params: Mapping[str, Any], seed_key: str = SEED_KEY) -> str:
     return "__".join(f"{_value_token(k)}={_value_token(params[k])}" for k in keys)
 
 
-def _cores() -> int:
-    """Cores this process may use (the affinity mask, where the OS has one)."""
-    return cores()
-
-
 def _default_jobs(n_tasks: int) -> int:
-    return max(1, min(_cores(), n_tasks))
+    return max(1, min(cores(), n_tasks))
 
 
 def _call_grid_point(fn: Callable[..., Mapping[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
