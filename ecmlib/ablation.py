@@ -69,6 +69,7 @@ __all__ = [
     "setting_config",
     "load_setting_data",
     "transition_consistency",
+    "consistency_of",
     "consistency_examples",
     "run_name",
     "run_setting",
@@ -227,7 +228,15 @@ def transition_consistency(model: ECMNet, features: np.ndarray | torch.Tensor, l
     got = _cas_and_weights(model, features, labels)
     if got is None:
         return float("nan")
-    cas, weights = got
+    return consistency_of(*got, labels, method)
+
+
+def consistency_of(cas: np.ndarray, weights: np.ndarray, labels: np.ndarray,
+                   method: str = "spearman") -> float:
+    """:func:`transition_consistency` from a model's outputs already computed:
+    CAS and aggregation weights [N, C, T], ``labels`` [N, C] multi-hot."""
+    if method not in ("spearman", "pearson"):
+        raise ValueError(f"method must be 'spearman' or 'pearson', got {method!r}")
     vid, cls = np.nonzero(np.asarray(labels) > 0)
     if vid.size == 0:
         raise ValueError("transition_consistency: no video has a label class")

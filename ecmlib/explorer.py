@@ -463,30 +463,9 @@ def split_fingerprint(feature_set: FeatureSet) -> str:
 
 
 def load_test_split(cfg: ExperimentConfig, max_videos: int | None = None) -> FeatureSet:
-    """The config's test split: real features, or the synthetic preset (first ``max_videos``).
-
-    Only the test split is generated (the train split is not needed to evaluate), and a
-    limit picks the first videos in the preset's order, so quick runs stay quick.
-    """
-    d = cfg.data
-    if d.data_root:
-        # Only the test split is read (load_data would read the large train split too);
-        # feat_dim is enforced by the reader, the class count is checked here.
-        from .data import load_split
-        from .train import ground_truth_path
-        test = load_split(d.data_root, d.dataset, d.test_split, cfg.model.num_snippets,
-                          feat_dim=cfg.model.feat_dim, layout=d.layout, gt=ground_truth_path(cfg),
-                          labels=d.labels)
-        if test.num_classes != cfg.model.num_classes:
-            raise ValueError(f"{test.source}: {test.num_classes} classes but the model has "
-                             f"{cfg.model.num_classes}")
-        return test if max_videos is None else test.subset(np.arange(min(max_videos, len(test))))
-    from .synthetic import generate, video_names
-    names = None
-    if max_videos is not None:
-        names = video_names(d.synthetic, d.test_split)[:max_videos]
-    return generate(d.synthetic, seed=d.synthetic_seed, splits=[d.test_split],
-                    videos=names)[d.test_split]
+    """The config's test split (first ``max_videos``), without reading the train split."""
+    from .train import load_features
+    return load_features(cfg, cfg.data.test_split, max_videos)
 
 
 # ------------------------------------------------------------------ widgets

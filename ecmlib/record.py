@@ -284,12 +284,12 @@ def cell_config(cell: Cell) -> Any:
 def _test_split(cell: Cell, cache: dict) -> Any:
     """(the cell's config, its test features); the features are generated once per world
     and data seed (the config is the cell's own)."""
-    from .train import load_data
+    from .train import load_features
     cfg = cell_config(cell)
     key = (cell.preset, cell.data_seed, cell.knobs)
     if key not in cache:
         cache.clear()  # one world at a time: the arrays are large
-        cache[key] = load_data(cfg)[1]
+        cache[key] = load_features(cfg, cfg.data.test_split)
     return cfg, cache[key]
 
 
@@ -309,7 +309,7 @@ def collect_row(cell: Cell, root: str | Path, cache: dict | None = None) -> dict
     """
     import numpy as np
     import pandas as pd
-    from .ablation import transition_consistency
+    from .ablation import consistency_of
     from .evaluation import _read_json, bootstrap_map
     from .model import load_checkpoint
     from .train import detect, ground_truth_for, predict
@@ -326,11 +326,11 @@ def collect_row(cell: Cell, root: str | Path, cache: dict | None = None) -> dict
     consistency = float("nan")
     for which in ("best", "last"):
         model, _ = load_checkpoint(run_dir / f"{which}.pth", cfg.model)
-        scores, cas = predict(model, test_set.features)
+        scores, cas, weights = predict(model, test_set.features, weights=True)
         preds = detect(scores, cas, test_set, cfg)
         boot[which] = _interval(bootstrap_map(gt, preds, 0.5, N_BOOT, seed=0))
-        if which == "best":
-            consistency = transition_consistency(model, test_set.features, test_set.labels)
+        if which == "best" and cfg.model.streams != "pre":
+            consistency = consistency_of(cas, weights, test_set.labels)
     last = metrics.get("last_epoch") or {}
     tail = evaluated.tail(5)
     nonzero = evaluated.loc[evaluated["mAP@0.5"] > 0, "epoch"]

@@ -137,37 +137,47 @@ def make_config(dataset: str = "THUMOS14", synthetic: str | None = None,
     return cfg
 
 
-def load_data(cfg: ExperimentConfig) -> tuple[FeatureSet, FeatureSet]:
-    """(train, test) feature sets: real features from ``data_root`` or the synthetic preset."""
+def load_features(cfg: ExperimentConfig, split: str,
+                  max_videos: int | None = None) -> FeatureSet:
+    """One split's feature set: real features from ``data_root`` or the synthetic preset
+    (with ``data.synthetic_knobs``); ``max_videos`` keeps the first videos of the split.
+
+    Only this split is read or generated: a synthetic video depends on (preset, seed,
+    video) alone, so a split made here equals the same split made beside the others.
+    """
     d = cfg.data
     if d.data_root:
         from .data import load_split
-        gt = ground_truth_path(cfg)
-        sets = tuple(load_split(d.data_root, d.dataset, split, cfg.model.num_snippets,
-                                feat_dim=cfg.model.feat_dim, layout=d.layout, gt=gt,
-                                labels=d.labels)
-                     for split in (d.train_split, d.test_split))
+        fs = load_split(d.data_root, d.dataset, split, cfg.model.num_snippets,
+                        feat_dim=cfg.model.feat_dim, layout=d.layout,
+                        gt=ground_truth_path(cfg), labels=d.labels)
+        if max_videos is not None:
+            fs = fs.subset(np.arange(min(max_videos, len(fs))))
     else:
-        from .synthetic import generate, get_spec, parse_knobs
+        from .synthetic import generate, get_spec, parse_knobs, video_names
         if not d.synthetic:
             raise ValueError("config has neither data.data_root nor data.synthetic")
         spec = get_spec(d.synthetic)
         if d.synthetic_knobs:
             spec = spec.replace(**parse_knobs(d.synthetic_knobs))
-        out = generate(spec, seed=d.synthetic_seed, splits=[d.train_split, d.test_split])
-        sets = (out[d.train_split], out[d.test_split])
-    for fs in sets:
-        if fs.feat_dim != cfg.model.feat_dim or fs.num_snippets != cfg.model.num_snippets:
-            raise ValueError(
-                f"{fs.source or fs.split}: features are {fs.feat_dim}-d with {fs.num_snippets} "
-                f"snippets but the config says feat_dim={cfg.model.feat_dim}, "
-                f"num_snippets={cfg.model.num_snippets}; use --set feat_dim=... num_snippets=...")
-        if len(fs) == 0:
-            raise ValueError(f"{fs.source or fs.split}: split {fs.split!r} is empty")
-        if fs.num_classes != cfg.model.num_classes:
-            raise ValueError(f"{fs.source}: {fs.num_classes} classes but the config has "
-                             f"num_classes={cfg.model.num_classes}")
-    return sets  # type: ignore[return-value]
+        names = None if max_videos is None else video_names(d.synthetic, split)[:max_videos]
+        fs = generate(spec, seed=d.synthetic_seed, splits=[split], videos=names)[split]
+    if fs.feat_dim != cfg.model.feat_dim or fs.num_snippets != cfg.model.num_snippets:
+        raise ValueError(
+            f"{fs.source or fs.split}: features are {fs.feat_dim}-d with {fs.num_snippets} "
+            f"snippets but the config says feat_dim={cfg.model.feat_dim}, "
+            f"num_snippets={cfg.model.num_snippets}; use --set feat_dim=... num_snippets=...")
+    if len(fs) == 0:
+        raise ValueError(f"{fs.source or fs.split}: split {fs.split!r} is empty")
+    if fs.num_classes != cfg.model.num_classes:
+        raise ValueError(f"{fs.source}: {fs.num_classes} classes but the config has "
+                         f"num_classes={cfg.model.num_classes}")
+    return fs
+
+
+def load_data(cfg: ExperimentConfig) -> tuple[FeatureSet, FeatureSet]:
+    """(train, test) feature sets: real features from ``data_root`` or the synthetic preset."""
+    return load_features(cfg, cfg.data.train_split), load_features(cfg, cfg.data.test_split)
 
 
 def ground_truth_path(cfg: ExperimentConfig) -> Path:
@@ -758,7 +768,7 @@ def eval_main(args: argparse.Namespace) -> int:
         check_compatible({k.removeprefix("module."): v for k, v in raw["state_dict"].items()},
                          cfg.model, str(weight))
     model, _ = load_checkpoint(weight, cfg.model, map_location=resolve_device(cfg.train.device))
-    _, test_set = load_data(cfg)
+    test_set = load_features(cfg, cfg.data.test_split)  # the train split is not needed
     ev = evaluate_model(model, test_set, cfg)
     print(format_table(ev.result))
     out = Path(args.out) if args.out else weight.parent

@@ -75,6 +75,23 @@ def test_synthetic_knobs_change_the_world_and_bad_knobs_fail():
         load_data(base.with_overrides(["data.synthetic_knobs=context_strenght=0.0"]))
 
 
+def test_test_split_alone_equals_the_joint_load_and_keeps_the_knobs():
+    # record, eval and the explorer read only the test split; it must be the same arrays
+    # as training's (train, test) pair, in a moved world too (the explorer once lost knobs).
+    from ecmlib.explorer import load_test_split
+    from ecmlib.train import load_data, load_features, make_config
+    cfg = make_config("THUMOS14", synthetic="tiny").with_overrides(
+        ["data.synthetic_knobs=distractor_rate=4.0", "data.synthetic_seed=2"])
+    joint = load_data(cfg)[1]
+    alone = load_features(cfg, cfg.data.test_split)
+    assert alone.names == joint.names and np.array_equal(alone.features, joint.features)
+    first = load_test_split(cfg, max_videos=3)
+    assert first.names == joint.names[:3] and np.array_equal(first.features, joint.features[:3])
+    default = load_test_split(make_config("THUMOS14", synthetic="tiny").with_overrides(
+        ["data.synthetic_seed=2"]), max_videos=3)
+    assert not np.allclose(default.features, first.features)
+
+
 def test_unknown_protocol_key_is_refused():
     with pytest.raises(ValueError, match="unknown key"):
         record.studies(protocol={"epoch": 3})
