@@ -205,6 +205,21 @@ def group_matrix(num_snippets: int, groups: int, device: torch.device | None = N
     return F.one_hot(t % groups, groups).to(dtype)
 
 
+def prefer_taps(cfg: ModelConfig) -> bool:
+    """Which way the post/background streams reach conv_1 (the same numbers up to rounding).
+
+    True aggregates conv_1's taps of every snippet (3H wide) and never runs conv_1 on the
+    aggregated rows; False aggregates the D-wide features and runs conv_1 on every
+    aggregated row. Every (video, label, class, group) row costs D-wide work on the
+    feature path and 3H-wide work on the tap path, so taps win when 3H < D, at large
+    widths, and when there are many classes (each class is its own row); the feature
+    path's few large matmuls win only on small, few-class models (D=256, H=128, C=20: 8 %
+    faster on a 2-core CPU). ``benchmarks/bench_aggregate_paths.py`` measures both.
+    """
+    return (3 * cfg.hidden_dim < cfg.feat_dim or cfg.feat_dim * cfg.hidden_dim >= 2 ** 18
+            or cfg.num_classes >= 100)
+
+
 class ECMNet(nn.Module):
     """Equivalent Classification Mapping network (see the module docstring)."""
 
@@ -222,14 +237,7 @@ class ECMNet(nn.Module):
             # Decoupled baseline: an attention head on the trunk features, not on the CAS.
             self.attention_module = Transition(cfg.hidden_dim, cfg.num_classes)
         # "fixed": a = sigmoid(CAS), no parameters at all.
-        # How the post/background streams reach conv_1 (same numbers up to rounding): True
-        # aggregates conv_1's taps of every snippet (3H wide) and never runs conv_1 on the
-        # aggregated rows; False aggregates the D-wide features and runs conv_1 on the rows.
-        # The tap path does far fewer FLOPs at the paper's widths; on small models the
-        # feature path's few large matmuls are faster. Measured per training step on a
-        # 2-core CPU (B=16): D=256, H=128 features 8% faster; D=512, H=512 equal;
-        # D=1024, H=256 taps 29% faster; D=2048, H=2048 taps 13% faster.
-        self.aggregate_taps = cfg.feat_dim * cfg.hidden_dim >= 2 ** 18
+        self.aggregate_taps = prefer_taps(cfg)
 
     # -- pieces -----------------------------------------------------------------------
     def cas(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -258,3 +258,9 @@ def test_aggregation_paths_agree_in_training() -> None:
 def test_aggregation_path_follows_model_size() -> None:
     assert not ECMNet(ModelConfig(feat_dim=256, hidden_dim=128)).aggregate_taps
     assert ECMNet(ModelConfig(feat_dim=2048, hidden_dim=512)).aggregate_taps
+    # narrow trunk on wide features (25x slower on the feature path at C=200, H=16)
+    assert ECMNet(ModelConfig(feat_dim=2048, hidden_dim=16)).aggregate_taps
+    # ActivityNet's label sets: every class is its own aggregated row
+    assert ECMNet(ModelConfig(feat_dim=256, hidden_dim=128, num_classes=200)).aggregate_taps
+    # the record runs (thumos14-mini, H = 128) keep the path they were trained with
+    assert not ECMNet(ModelConfig(feat_dim=256, hidden_dim=128, num_classes=20)).aggregate_taps
