@@ -546,6 +546,82 @@ def world_summary(table: Any) -> Any:
                                        "verdict"])
 
 
+def welch_interval(a: Any, b: Any, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean(b) − mean(a), lower, upper): Welch's t interval for a difference of means of
+    two independent samples (unequal variances, Welch–Satterthwaite degrees of freedom).
+
+    NaN bounds when either sample has fewer than two values or both have no spread.
+    """
+    import numpy as np
+    from scipy import stats
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    if a.size == 0 or b.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    diff = float(b.mean() - a.mean())
+    if a.size < 2 or b.size < 2:
+        return diff, float("nan"), float("nan")
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    se2 = va + vb
+    if se2 == 0:
+        return diff, float("nan"), float("nan")
+    dof = se2 ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, dof) * np.sqrt(se2))
+    return diff, diff - half, diff + half
+
+
+def world_trend(table: Any, selection: str = "last") -> Any:
+    """Notebook 07, secondary analysis: per factor and metric, how ECM's lead over pre-only
+    changes from the factor's ``off`` world to its ``strong`` world.
+
+    ``gap_off`` and ``gap_strong`` are the mean paired differences ECM − pre-only (by seed)
+    in each world; ``change`` = gap_strong − gap_off with Welch's 95 % interval (the two
+    worlds' seeds are independent samples, not pairs); ``verdict`` 'grows' / 'shrinks' /
+    'no difference'. Declared after the grid and reported as such.
+    """
+    import numpy as np
+    import pandas as pd
+    factor_col = table["factor"].map(lambda v: "" if pd.isna(v) else str(v))
+    rows = []
+    for factor in WORLDS:
+        gaps = {}
+        for level in ("off", "strong"):
+            grp = table[(factor_col == factor) & (table["level"] == level)]
+            ecm = grp[grp["setting"] == "ecm"].set_index("seed")
+            pre = grp[grp["setting"] == "pre_only"].set_index("seed")
+            gaps[level] = (ecm, pre, ecm.index.intersection(pre.index))
+        if not all(len(g[2]) for g in gaps.values()):
+            continue
+        for metric in METRIC_NAMES:
+            col = SELECTIONS[selection] + metric
+            d = {lvl: (e.loc[c, col] - p.loc[c, col]).to_numpy(dtype=np.float64)
+                 for lvl, (e, p, c) in gaps.items()}
+            change, lo, hi = welch_interval(d["off"], d["strong"])
+            word = verdict(lo, hi)
+            word = {"better": "grows", "worse": "shrinks"}.get(word, word)
+            rows.append({"factor": factor, "metric": metric, "selection": selection,
+                         "n_off": len(d["off"]), "n_strong": len(d["strong"]),
+                         "gap_off": float(d["off"].mean()), "gap_strong": float(d["strong"].mean()),
+                         "change": change, "change_lo": lo, "change_hi": hi, "verdict": word})
+    return pd.DataFrame(rows, columns=["factor", "metric", "selection", "n_off", "n_strong",
+                                       "gap_off", "gap_strong", "change", "change_lo",
+                                       "change_hi", "verdict"])
+
+
+def markdown_trend_table(trend: Any) -> str:
+    """The :func:`world_trend` table in points."""
+    out = ["How ECM's lead over pre-only changes from `off` to `strong` (Welch 95 % interval; "
+           "a secondary analysis)", "",
+           "| factor | metric | pairs off / strong | Δ off | Δ strong | change [95 % CI] | verdict |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in trend.to_dict("records"):
+        out.append(f"| {r['factor']} | {r['metric']} | {r['n_off']} / {r['n_strong']} | "
+                   f"{_pct(r['gap_off'])} | {_pct(r['gap_strong'])} | {_pct(r['change'])} "
+                   f"[{_pct(r['change_lo'])}, {_pct(r['change_hi'])}] | {r['verdict']} |")
+    return "\n".join(out)
+
+
 def _pct(x: float) -> str:
     import math
     return "—" if x is None or not math.isfinite(x) else f"{100 * x:.2f}"
@@ -626,8 +702,9 @@ def readme_block(key: str, results_dir: str | Path | None = None) -> str:
     if not len(table):
         return head + "No run has finished yet."
     if key == "07":
-        w = world_summary(table)
-        return (head + "\n\n" + markdown_world_table(w) + "\n\n"
+        w, trend = world_summary(table), world_trend(table)
+        extra = ("\n\n" + markdown_trend_table(trend)) if len(trend) else ""
+        return (head + "\n\n" + markdown_world_table(w) + extra + "\n\n"
                 + "What this says: " + world_sentences(w))
     s = paired_summary(table)
     return (head + "\n\n" + markdown_paired_table(s, "mAP@0.5") + "\n\n"
@@ -664,7 +741,13 @@ def world_sentences(summary: Any, selection: str = "last", metric: str = "mAP@0.
     for r in s.to_dict("records"):
         word = {"better": "ECM beats pre-only", "worse": "pre-only beats ECM",
                 "no difference": "no difference", "n/a": "too few pairs"}[r["verdict"]]
-        parts.append(f"{r['factor']} {r['level']}: {word} ({_delta(r)})")
+        if r["level"] == "default":
+            # One shared world: said once, not once per factor.
+            if any(p.startswith("the default world") for p in parts):
+                continue
+            parts.append(f"the default world (every factor's middle level): {word} ({_delta(r)})")
+        else:
+            parts.append(f"{r['factor']} {r['level']}: {word} ({_delta(r)})")
     if not parts:
         return "no world has a finished pair yet."
     return f"ECM − pre-only at the {selection} epoch, {metric} at 95 %: " + "; ".join(parts) + "."

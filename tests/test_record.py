@@ -216,6 +216,44 @@ def test_world_summary_differences():
     default = s[s.level == "default"]
     assert set(default["factor"]) == {"context"}  # only factors with runs get a line
     assert default.iloc[0]["diff"] == pytest.approx(0.05)
+    said = record.world_sentences(record.world_summary(_table(rows)))
+    assert said.count("default world") == 1 and "context off: no difference (Δ +1.00" in said
+
+
+def test_welch_interval_by_hand():
+    a, b = [0.01, 0.03, 0.02], [0.07, 0.04, 0.10, 0.07]
+    diff, lo, hi = record.welch_interval(a, b)
+    va, vb = np.var(a, ddof=1) / 3, np.var(b, ddof=1) / 4
+    dof = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 3)
+    from scipy import stats
+    half = stats.t.ppf(0.975, dof) * np.sqrt(va + vb)
+    assert diff == pytest.approx(0.07 - 0.02)
+    assert (lo, hi) == (pytest.approx(0.05 - half), pytest.approx(0.05 + half))
+    # scipy's Welch test agrees that the interval excludes 0 exactly when p < 0.05
+    p = stats.ttest_ind(b, a, equal_var=False).pvalue
+    assert (lo > 0) == (p < 0.05)
+    assert np.isnan(record.welch_interval([0.1], b)[1])
+    assert np.isnan(record.welch_interval([0.1, 0.1], [0.2, 0.2])[1])
+
+
+def test_world_trend_compares_off_with_strong():
+    rows = []
+    gaps = {"off": [0.01, 0.02, 0.03], "strong": [0.08, 0.09, 0.10]}
+    for level, g in gaps.items():
+        for seed, gap in enumerate(g):
+            for setting, v in (("ecm", 0.2 + gap), ("pre_only", 0.2)):
+                rows.append({"setting": setting, "seed": seed, "factor": "context",
+                             "level": level, "last_mAP@0.5": v, "mAP@0.5": v,
+                             "last5_mAP@0.5": v})
+    # a factor with only its off world has no trend line
+    rows.append({"setting": "ecm", "seed": 0, "factor": "boundary", "level": "off",
+                 "last_mAP@0.5": 0.2, "mAP@0.5": 0.2, "last5_mAP@0.5": 0.2})
+    t = record.world_trend(_table(rows))
+    r = t[t.metric == "mAP@0.5"].iloc[0]
+    assert list(t.factor.unique()) == ["context"]
+    assert r["gap_off"] == pytest.approx(0.02) and r["gap_strong"] == pytest.approx(0.09)
+    assert r["change"] == pytest.approx(0.07) and r["verdict"] == "grows"
+    assert "| context | mAP@0.5 | 3 / 3 | 2.00 | 9.00 | 7.00" in record.markdown_trend_table(t)
 
 
 # -- results files and the README ---------------------------------------------------------------
