@@ -236,24 +236,26 @@ def test_welch_interval_by_hand():
     assert np.isnan(record.welch_interval([0.1, 0.1], [0.2, 0.2])[1])
 
 
-def test_world_trend_compares_off_with_strong():
+def test_world_trend_compares_each_moved_world_with_the_default():
     rows = []
-    gaps = {"off": [0.01, 0.02, 0.03], "strong": [0.08, 0.09, 0.10]}
-    for level, g in gaps.items():
+    gaps = {("context", "off"): [0.01, 0.02, 0.03], ("", "default"): [0.08, 0.09, 0.10],
+            ("context", "strong"): [0.075, 0.09, 0.105]}
+    for (factor, level), g in gaps.items():
         for seed, gap in enumerate(g):
             for setting, v in (("ecm", 0.2 + gap), ("pre_only", 0.2)):
-                rows.append({"setting": setting, "seed": seed, "factor": "context",
+                rows.append({"setting": setting, "seed": seed, "factor": factor,
                              "level": level, "last_mAP@0.5": v, "mAP@0.5": v,
                              "last5_mAP@0.5": v})
-    # a factor with only its off world has no trend line
-    rows.append({"setting": "ecm", "seed": 0, "factor": "boundary", "level": "off",
-                 "last_mAP@0.5": 0.2, "mAP@0.5": 0.2, "last5_mAP@0.5": 0.2})
     t = record.world_trend(_table(rows))
-    r = t[t.metric == "mAP@0.5"].iloc[0]
-    assert list(t.factor.unique()) == ["context"]
-    assert r["gap_off"] == pytest.approx(0.02) and r["gap_strong"] == pytest.approx(0.09)
-    assert r["change"] == pytest.approx(0.07) and r["verdict"] == "grows"
-    assert "| context | mAP@0.5 | 3 / 3 | 2.00 | 9.00 | 7.00" in record.markdown_trend_table(t)
+    t = t[t.metric == "mAP@0.5"].set_index("level")
+    assert list(t.factor.unique()) == ["context"]  # factors without moved runs: no line
+    off, strong = t.loc["off"], t.loc["strong"]
+    assert off["gap"] == pytest.approx(0.02) and off["gap_default"] == pytest.approx(0.09)
+    assert off["change"] == pytest.approx(-0.07) and off["verdict"] == "smaller"
+    assert strong["change"] == pytest.approx(0.0, abs=1e-12)
+    assert strong["verdict"] == "no difference"
+    md = record.markdown_trend_table(t.reset_index())
+    assert "| context | off | mAP@0.5 | 3 (3) | 2.00 | 9.00 | -7.00" in md
 
 
 # -- results files and the README ---------------------------------------------------------------
