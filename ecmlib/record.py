@@ -510,13 +510,27 @@ def paired_summary(table: Any, baseline: str = "ecm", pair_keys: Sequence[str] =
                                        "n_pairs", "diff", "diff_lo", "diff_hi", "verdict"])
 
 
+def _ecm_and_pre(grp: Any) -> tuple[Any, Any]:
+    """ECM's and pre-only's runs of one world, indexed by seed, on the seeds both have."""
+    ecm = grp[grp["setting"] == "ecm"].set_index("seed")
+    pre = grp[grp["setting"] == "pre_only"].set_index("seed")
+    common = ecm.index.intersection(pre.index)
+    return ecm.loc[common], pre.loc[common]
+
+
+def _factor_column(table: Any) -> Any:
+    """The ``factor`` column with the default world's empty factor as '' (CSV reads NaN)."""
+    import pandas as pd
+    return table["factor"].map(lambda v: "" if pd.isna(v) else str(v))
+
+
 def world_summary(table: Any) -> Any:
     """Notebook 07: per factor and level, ECM − pre-only (paired by seed) with 95 % t
     intervals, for each metric and model selection."""
     import numpy as np
     import pandas as pd
     rows = []
-    factor_col = table["factor"].map(lambda v: "" if pd.isna(v) else str(v))
+    factor_col = _factor_column(table)
     factors = [f for f in WORLDS if f in set(factor_col)] or list(WORLDS)
     groups = []
     for factor in factors:
@@ -527,18 +541,16 @@ def world_summary(table: Any) -> Any:
     for factor, level, grp in groups:
         if not len(grp):
             continue
-        ecm = grp[grp["setting"] == "ecm"].set_index("seed")
-        pre = grp[grp["setting"] == "pre_only"].set_index("seed")
-        common = ecm.index.intersection(pre.index)
+        ecm, pre = _ecm_and_pre(grp)
         for sel, prefix in SELECTIONS.items():
             for metric in METRIC_NAMES:
                 col = prefix + metric
-                d = (ecm.loc[common, col] - pre.loc[common, col]).to_numpy(dtype=np.float64)
+                d = (ecm[col] - pre[col]).to_numpy(dtype=np.float64)
                 mean_d, lo, hi = t_interval(d)
                 rows.append({"factor": factor, "level": level, "selection": sel,
-                             "metric": metric, "n_pairs": int(len(common)),
-                             "ecm": float(ecm.loc[common, col].mean()) if len(common) else np.nan,
-                             "pre_only": float(pre.loc[common, col].mean()) if len(common) else np.nan,
+                             "metric": metric, "n_pairs": int(len(ecm)),
+                             "ecm": float(ecm[col].mean()) if len(ecm) else np.nan,
+                             "pre_only": float(pre[col].mean()) if len(ecm) else np.nan,
                              "diff": mean_d, "diff_lo": lo, "diff_hi": hi,
                              "verdict": verdict(lo, hi)})
     return pd.DataFrame(rows, columns=["factor", "level", "selection", "metric", "n_pairs",
@@ -562,13 +574,10 @@ def welch_interval(a: Any, b: Any, level: float = 0.95) -> tuple[float, float, f
     diff = float(b.mean() - a.mean())
     if a.size < 2 or b.size < 2:
         return diff, float("nan"), float("nan")
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    se2 = va + vb
-    if se2 == 0:
+    if a.var(ddof=1) + b.var(ddof=1) == 0:  # no spread: scipy would divide by zero
         return diff, float("nan"), float("nan")
-    dof = se2 ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
-    half = float(stats.t.ppf(0.5 + level / 2, dof) * np.sqrt(se2))
-    return diff, diff - half, diff + half
+    ci = stats.ttest_ind(b, a, equal_var=False).confidence_interval(level)
+    return diff, float(ci.low), float(ci.high)
 
 
 def world_trend(table: Any, selection: str = "last") -> Any:
@@ -584,31 +593,29 @@ def world_trend(table: Any, selection: str = "last") -> Any:
     """
     import numpy as np
     import pandas as pd
-    factor_col = table["factor"].map(lambda v: "" if pd.isna(v) else str(v))
+    factor_col = _factor_column(table)
 
-    def gaps(pick: Any, col: str) -> Any:
-        grp = table[pick]
-        ecm = grp[grp["setting"] == "ecm"].set_index("seed")[col]
-        pre = grp[grp["setting"] == "pre_only"].set_index("seed")[col]
-        common = ecm.index.intersection(pre.index)
-        return (ecm.loc[common] - pre.loc[common]).to_numpy(dtype=np.float64)
+    def gaps(pick: Any) -> Any:
+        ecm, pre = _ecm_and_pre(table[pick])
+        return {m: (ecm[SELECTIONS[selection] + m] - pre[SELECTIONS[selection] + m])
+                .to_numpy(dtype=np.float64) for m in METRIC_NAMES}
 
+    base = gaps(table["level"] == "default")
     rows = []
     for factor in WORLDS:
         for level in ("off", "strong"):
+            moved = gaps((factor_col == factor) & (table["level"] == level))
             for metric in METRIC_NAMES:
-                col = SELECTIONS[selection] + metric
-                moved = gaps((factor_col == factor) & (table["level"] == level), col)
-                base = gaps(table["level"] == "default", col)
-                if not (moved.size and base.size):
+                if not (moved[metric].size and base[metric].size):
                     continue
-                change, lo, hi = welch_interval(base, moved)
+                change, lo, hi = welch_interval(base[metric], moved[metric])
                 word = verdict(lo, hi)
                 word = {"better": "larger", "worse": "smaller"}.get(word, word)
                 rows.append({"factor": factor, "level": level, "metric": metric,
-                             "selection": selection, "n": int(moved.size),
-                             "n_default": int(base.size), "gap": float(moved.mean()),
-                             "gap_default": float(base.mean()), "change": change,
+                             "selection": selection, "n": int(moved[metric].size),
+                             "n_default": int(base[metric].size),
+                             "gap": float(moved[metric].mean()),
+                             "gap_default": float(base[metric].mean()), "change": change,
                              "change_lo": lo, "change_hi": hi, "verdict": word})
     return pd.DataFrame(rows, columns=["factor", "level", "metric", "selection", "n",
                                        "n_default", "gap", "gap_default", "change",
@@ -744,13 +751,15 @@ def world_sentences(summary: Any, selection: str = "last", metric: str = "mAP@0.
     """One clause per (factor, level): ECM's verdict against pre-only at ``selection``."""
     s = summary[(summary["selection"] == selection) & (summary["metric"] == metric)]
     parts = []
+    default_said = False
     for r in s.to_dict("records"):
         word = {"better": "ECM beats pre-only", "worse": "pre-only beats ECM",
                 "no difference": "no difference", "n/a": "too few pairs"}[r["verdict"]]
         if r["level"] == "default":
             # One shared world: said once, not once per factor.
-            if any(p.startswith("the default world") for p in parts):
+            if default_said:
                 continue
+            default_said = True
             parts.append(f"the default world (every factor's middle level): {word} ({_delta(r)})")
         else:
             parts.append(f"{r['factor']} {r['level']}: {word} ({_delta(r)})")

@@ -160,7 +160,7 @@ def load_features(cfg: ExperimentConfig, split: str,
         spec = get_spec(d.synthetic)
         if d.synthetic_knobs:
             spec = spec.replace(**parse_knobs(d.synthetic_knobs))
-        names = None if max_videos is None else video_names(d.synthetic, split)[:max_videos]
+        names = None if max_videos is None else video_names(spec, split)[:max_videos]
         fs = generate(spec, seed=d.synthetic_seed, splits=[split], videos=names)[split]
     if fs.feat_dim != cfg.model.feat_dim or fs.num_snippets != cfg.model.num_snippets:
         raise ValueError(
