@@ -70,6 +70,54 @@ WORLDS: dict[str, dict[str, tuple[str, ...]]] = {
 LEVELS = ("off", "default", "strong")
 
 
+def _off_knobs(factor: str) -> tuple[str, ...]:
+    """The ``name=value`` knobs that switch one difficulty factor of the generator off."""
+    from .synthetic import FACTORS
+    return tuple(f"{k}={v}" for k, v in FACTORS[factor].items())
+
+
+def _minimal_knobs() -> tuple[str, ...]:
+    from .synthetic import FACTORS
+    return tuple(k for factor in FACTORS for k in _off_knobs(factor))
+
+
+#: Notebook 07b, the ingredient study, declared before any of its results. Ingredients of
+#: the generator that are not difficulty factors, each switched on its own in the minimal
+#: world (every named factor off): name -> knobs. Why each is in:
+#: ``linear_observation``: an independent generator with a linear observation saw
+#: pre-only win; ``iid_noise``: the same, with i.i.d. snippet noise (a smooth noise is
+#: action-like over seconds); ``one_shot``: shot looks change the RGB stream at cuts,
+#: background structure a video-level classifier can latch onto; ``shared_streams``: ECM's
+#: post stream fuses RGB and flow differently from pre's CAS when the two streams disagree;
+#: ``weak_actions`` / ``strong_actions``: the signal-to-noise ratio of action evidence
+#: (action strength halved and doubled, as 07 moves its factors).
+INGREDIENTS: dict[str, tuple[str, ...]] = {
+    "linear_observation": ("observation=linear",),
+    "iid_noise": ("smooth_seconds=0.0",),
+    "one_shot": ("shots=one",),
+    "shared_streams": ("action_streams=shared",),
+    "weak_actions": ("action_strength=0.5",),
+    "strong_actions": ("action_strength=2.0",),
+}
+
+
+def ingredient_worlds() -> list[tuple[str, str, tuple[str, ...]]]:
+    """The worlds of 07b in order, as (group, name, knobs): the minimal world; each named
+    factor added back alone at its default level ('add'); each ingredient switched in the
+    minimal world ('ingredient')."""
+    from .synthetic import FACTORS
+    minimal = _minimal_knobs()
+    worlds = [("minimal", "all_off", minimal)]
+    for factor in FACTORS:
+        off = set(_off_knobs(factor))
+        worlds.append(("add", factor, tuple(k for k in minimal if k not in off)))
+    for name, knobs in INGREDIENTS.items():
+        worlds.append(("ingredient", name, minimal + knobs))
+    return worlds
+
+
+
+
 @dataclass(frozen=True)
 class Cell:
     """One training run of the record."""
@@ -96,7 +144,9 @@ class Cell:
         """Folder name of the run: unique per (setting, seed, data seed, world)."""
         world = "" if not self.knobs else "__world=" + "+".join(
             k.replace("=", "-") for k in self.knobs)
-        return f"{self.setting}__seed={self.seed}__data={self.data_seed}{world}"
+        # A run longer or shorter than the protocol's is another run: its own folder.
+        length = "" if self.epochs == PROTOCOL["epochs"] else f"__epochs={self.epochs}"
+        return f"{self.setting}__seed={self.seed}__data={self.data_seed}{length}{world}"
 
     def overrides(self) -> list[str]:
         """The ``--set`` values of the run, in a fixed order."""
@@ -165,9 +215,18 @@ def studies(seeds: int = 5, data_seeds: Sequence[int] = (1, 2), world_seeds: int
                     continue
                 for setting in ("ecm", "pre_only"):
                     s07.append(Cell(setting, seed, 0, levels[level], factor, level, **proto))
+    s07b = [Cell(setting, seed, 0, knobs, group, name, **proto)
+            for seed in range(world_seeds) for group, name, knobs in ingredient_worlds()
+            for setting in ("ecm", "pre_only")]
+    long_proto = {**proto, "epochs": 2 * proto.get("epochs", PROTOCOL["epochs"])}
+    # 07c: the default world's ECM and pre-only at twice the protocol's length.
+    s07c = [Cell(setting, seed, 0, (), "", "default", **long_proto)
+            for seed in range(world_seeds) for setting in ("ecm", "pre_only")]
     return {"03": Study("03_ablation_equivalent_loss", tuple(s03)),
             "04": Study("04_ablation_weight_transition", tuple(s04)),
-            "07": Study("07_when_does_ecm_help", tuple(s07))}
+            "07": Study("07_when_does_ecm_help", tuple(s07)),
+            "07b": Study("07b_ingredients", tuple(s07b)),
+            "07c": Study("07c_run_length", tuple(s07c))}
 
 
 def plan(which: Sequence[str] = ("03", "04", "07"), **kw: Any) -> list[Cell]:
@@ -183,6 +242,14 @@ def plan(which: Sequence[str] = ("03", "04", "07"), **kw: Any) -> list[Cell]:
             by_seed.setdefault(c.seed, []).append(c)
         first = [c for seed in sorted(by_seed) for c in by_seed[seed]]
     order = first + rest03 + (list(all_studies["07"].cells) if "07" in which else [])
+    if "07b" in which:
+        # The minimal world's three seeds first (they answer 07's all-off question), then
+        # the other worlds seed by seed, so an interrupted grid holds complete pairs.
+        cells07b = list(all_studies["07b"].cells)
+        order += [c for c in cells07b if c.factor == "minimal"]
+        order += [c for c in cells07b if c.factor != "minimal"]
+    if "07c" in which:
+        order += list(all_studies["07c"].cells)
     seen: set[str] = set()
     out = []
     for c in order:
@@ -819,7 +886,7 @@ def record_main(argv: list[str] | None = None) -> int:
         description="Train the runs of record (notebooks 03, 04, 07) at the paper protocol, "
                     "resumably, then collect them into data/results/<study>.csv.")
     parser.add_argument("--study", nargs="+", default=["03", "04", "07"],
-                        choices=["03", "04", "07"])
+                        choices=["03", "04", "07", "07b", "07c"])
     parser.add_argument("--root", default="runs/record", help="run folders (default: %(default)s)")
     parser.add_argument("--results", default=None, help="results folder (default: data/results)")
     from .executor import add_executor_args, executor_options

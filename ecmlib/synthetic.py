@@ -73,6 +73,14 @@ Each knob and the property of real data it stands for:
   are Gaussian-smoothed in time with a width given in seconds (then converted to snippets
   for each video), as overlapping I3D windows make neighbouring snippets correlated.
 
+* **Ingredients that are not difficulty factors** (``observation``, ``shots``,
+  ``action_streams``), so that a study can ask which of them an effect depends on:
+  ``observation='linear'`` drops the bias and ReLU (the features are then a signed, dense
+  linear image of the latent signal); ``shots='one'`` shows each video as one shot (one look,
+  one camera motion, no cuts); ``action_streams='shared'`` gives flow the RGB stream's action
+  signature (prototypes and per-instance perturbations). Their defaults draw exactly what
+  the generator drew before they existed.
+
 Switch a factor off with :meth:`SyntheticSpec.ablate` (names in :data:`FACTORS`).
 
 Presets (:data:`PRESETS`)
@@ -198,6 +206,14 @@ _SPLITS: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
 }
 
 
+#: The values of the string knobs; the first is the default.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "observation": ("relu", "linear"),
+    "shots": ("cuts", "one"),
+    "action_streams": ("split", "shared"),
+}
+
+
 @dataclass(frozen=True)
 class SyntheticSpec:
     """Every knob of the synthetic benchmark (see the module docstring for their meaning).
@@ -248,6 +264,10 @@ class SyntheticSpec:
     channel_log_std: float = 0.5
     gain_log_std: float = 0.25
     obs_noise_std: float = 0.3
+    # Ingredients that are not difficulty factors (notebook 07b switches each on its own).
+    observation: str = "relu"       # "relu": bias + ReLU after the projection; "linear": none
+    shots: str = "cuts"             # "cuts": shots with their own looks; "one": one per video
+    action_streams: str = "split"   # "split": RGB and flow signatures differ; "shared": same
 
     def __post_init__(self) -> None:
         if self.dataset not in _SPLITS:
@@ -285,6 +305,10 @@ class SyntheticSpec:
             value = getattr(self, name)
             if not (np.isfinite(value) and value >= 0):
                 raise ValueError(f"SyntheticSpec.{name} must be finite and >= 0, got {value}")
+        for name, allowed in _CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"SyntheticSpec.{name} must be one of {allowed}, "
+                                 f"got {getattr(self, name)!r}")
         if not np.isfinite(self.sparsity):
             raise ValueError(f"SyntheticSpec.sparsity must be finite, got {self.sparsity}")
 
@@ -532,6 +556,8 @@ def _build_world(spec: SyntheticSpec, classes: list[str], seed: int) -> _World:
     beta = beta[..., None]
     sub_rgb = _unit(np.sqrt(1 - beta) * subs[0] + np.sqrt(beta) * prim_rgb[prim_of])
     sub_flow = _unit(np.sqrt(1 - beta) * subs[1] + np.sqrt(beta) * prim_flow[prim_of])
+    if spec.action_streams == "shared":  # one action signature, seen by both streams
+        sub_flow = sub_rgb
 
     proj_rng = _rng(seed, "projection", spec.dataset, d, half)
     proj_rgb = proj_rng.standard_normal((d, half)) / np.sqrt(d)
@@ -623,6 +649,8 @@ def _video_events(spec: SyntheticSpec, entry: dict, name: str, class_index: dict
     # Shots: exponential lengths; a shot between actions shows a venue with some probability.
     r = _rng(seed, "video", name, "shots")
     cuts = [0.0]
+    if spec.shots == "one":  # one look for the whole video: no cut ever changes it
+        cuts.append(dur)
     while cuts[-1] < dur:
         cuts.append(cuts[-1] + r.exponential(spec.shot_seconds))
     n_shots = len(cuts) - 1
@@ -644,6 +672,8 @@ def _video_events(spec: SyntheticSpec, entry: dict, name: str, class_index: dict
     phases = r.dirichlet(np.full(k, 3.0), size=n_inst) if n_inst else np.zeros((0, k))
     pert_rgb = r.standard_normal((n_inst, k, d)) * spec.instance_variation
     pert_flow = r.standard_normal((n_inst, k, d)) * spec.instance_variation
+    if spec.action_streams == "shared":
+        pert_flow = pert_rgb
     t0 = starts + jit[:, 0]
     t1 = np.maximum(ends + jit[:, 1], t0 + 0.1)  # an instance never collapses
 
@@ -775,12 +805,15 @@ def _render(spec: SyntheticSpec, world: _World, ev: VideoEvents, seed: int) -> n
         view = out[lo_ch:lo_ch + half]                                               # [D/2, T]
         # Contiguous [D/2, d] x [d, T] operands: the layout einsum's inner loop is fast on.
         np.einsum("dk,kt->dt", proj, np.ascontiguousarray(z.T, dtype=np.float32), out=view)
-        view -= np.float32(spec.sparsity)
+        relu = spec.observation == "relu"
+        if relu:
+            view -= np.float32(spec.sparsity)
         if spec.obs_noise_std > 0:
             obs = r.standard_normal(view.shape, dtype=np.float32)
             obs *= np.float32(spec.obs_noise_std)
             view += obs
-        np.maximum(view, 0.0, out=view)
+        if relu:
+            np.maximum(view, 0.0, out=view)
         view *= scale.astype(np.float32)[:, None]
         view *= g.astype(np.float32)[None, :]
     return out

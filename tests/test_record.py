@@ -335,3 +335,36 @@ def test_collected_rows_use_each_cells_own_config(tmp_path):
     got = [record._test_split(c, cache) for c in cells]
     assert got[0][1] is got[1][1]
     assert got[0][0].model.streams == "both" and got[1][0].model.streams == "pre"
+
+
+# -- 07b / 07c: declared before any of their results ---------------------------------------
+
+def test_ingredient_study_is_the_declared_design():
+    from ecmlib.synthetic import FACTORS, get_spec
+    from ecmlib.synthetic import parse_knobs
+    worlds = record.ingredient_worlds()
+    assert [g for g, _, _ in worlds] == ["minimal"] + ["add"] * 5 + ["ingredient"] * 6
+    base = get_spec("thumos14-mini")
+    minimal = base.replace(**parse_knobs(worlds[0][2]))
+    assert minimal == base.ablate(*FACTORS).replace(name=base.name)
+    for group, name, knobs in worlds[1:6]:  # one factor back at its default level
+        others = [f for f in FACTORS if f != name]
+        assert base.replace(**parse_knobs(knobs)) == base.ablate(*others).replace(name=base.name)
+    study = record.studies()["07b"]
+    assert len(study.cells) == 12 * 2 * 3
+    assert len({c.cell_id for c in study.cells}) == len(study.cells)
+
+
+def test_run_length_cells_have_their_own_folders_and_twice_the_epochs():
+    s = record.studies()
+    long = s["07c"].cells
+    assert {c.epochs for c in long} == {300} and len(long) == 6
+    short_ids = {c.cell_id for c in s["07"].cells}
+    assert not short_ids & {c.cell_id for c in long}
+    assert "--epochs 300" in long[0].command()
+
+
+def test_the_minimal_world_is_planned_first():
+    cells = record.plan(["07b", "07c"])
+    assert [c.factor for c in cells[:6]] == ["minimal"] * 6
+    assert cells[-1].epochs == 300
