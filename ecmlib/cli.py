@@ -118,15 +118,23 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m ecmlib`` and the ``ecmlib`` script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in PASSTHROUGH:
-        return PASSTHROUGH[argv[0]](argv[1:])
+        return _clean_errors(lambda: PASSTHROUGH[argv[0]](argv[1:]))
     parser = build_parser()
     if not argv:
         parser.print_help()
         print("\nother commands: " + ", ".join(PASSTHROUGH) + " (use --help on each)")
         return 2
     args = parser.parse_args(argv)
+    return _clean_errors(lambda: args.func(args))
+
+
+def _clean_errors(command) -> int:
+    """Run a command; a problem it reports (bad input, a full disk, a busy folder) is one
+    line on stderr and exit code 2, not a traceback."""
     try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        return int(command() or 0)
+    except (ValueError, OSError, RuntimeError) as err:
+        text = err.strerror if isinstance(err, OSError) and err.filename is None \
+            and err.strerror else err
+        print(f"error: {text}", file=sys.stderr)
         return 2

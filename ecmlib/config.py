@@ -61,6 +61,12 @@ class EvalConfig:
     selection_metric: str = "mAP@0.5"
     eval_every: int = 1
 
+    def __post_init__(self) -> None:
+        if isinstance(self.eval_every, bool) or not isinstance(self.eval_every, int) \
+                or self.eval_every < 1:
+            raise ValueError(f"EvalConfig: eval.eval_every must be an integer >= 1 (evaluate "
+                             f"every N epochs), got {self.eval_every!r}")
+
 
 @dataclass
 class TrainConfig:
@@ -202,9 +208,13 @@ def _parse(text: str, typ: Any, key: str) -> Any:
         if typ is int:
             return int(text)
         if typ is float:
-            return float(text)
+            value = float(text)
     except ValueError:
         raise ValueError(f"config key {key!r}: cannot read {text!r} as {typ.__name__}") from None
+    if typ is float:
+        if not np.isfinite(value):
+            raise ValueError(f"config key {key!r}: {text!r} is not a finite number")
+        return value
     return text
 
 

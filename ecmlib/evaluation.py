@@ -207,6 +207,7 @@ def ground_truth_from_dict(data: Mapping[str, Any], subset: str,
         present = ", ".join(f"{s!r} ({n})" for s, n in sorted(subsets.items())) or "none"
         raise ValueError(f"{source}: no video in subset {subset!r}; subsets present: {present}")
 
+    _warn_odd_segments(source, rows, video_names)
     if class_list is None:
         class_list = sorted({label for _, label, _, _ in rows})
     index = {c: i for i, c in enumerate(class_list)}
@@ -223,6 +224,26 @@ def ground_truth_from_dict(data: Mapping[str, Any], subset: str,
         end=np.array([r[3] for r in rows], dtype=np.float64),
         subset=subset, source=source, dataset=_guess_dataset(data, class_list),
     )
+
+
+def _warn_odd_segments(source: str, rows: list[tuple[int, str, float, float]],
+                       video_names: list[str]) -> None:
+    """Name ground-truth segments that are kept but are probably mistakes: zero length
+    (no detection can overlap them), negative times, and exact duplicates (one instance
+    counted twice, so a perfect detector misses one of them)."""
+    def example(r: tuple[int, str, float, float]) -> str:
+        return f"{video_names[r[0]]} {r[1]} [{r[2]:g}, {r[3]:g}]"
+    checks = {
+        "have zero length": [r for r in rows if r[3] == r[2]],
+        "start before time 0": [r for r in rows if r[2] < 0],
+        "repeat an earlier segment exactly": [
+            r for r, n in Counter(rows).items() for _ in range(n - 1)],
+    }
+    for what, found in checks.items():
+        if found:
+            warnings.warn(f"{_short_source(source)}: {len(found)} ground-truth segment(s) "
+                          f"{what}, e.g. {example(found[0])}; kept as they are",
+                          UserWarning, stacklevel=4)
 
 
 def load_ground_truth(path: str | Path, subset: str,

@@ -96,6 +96,36 @@ def _limit_threads(threads: int) -> None:
         os.environ[var] = str(threads)
 
 
+def _die_with_parent(threads: int, parent: int) -> None:
+    """Process-pool worker start-up: the thread count, and no life after the driver.
+
+    A driver killed with SIGKILL cannot stop its pool, so each worker asks the kernel for
+    a SIGTERM when its parent dies (Linux ``PR_SET_PDEATHSIG``) and on SIGTERM stops the
+    notebook kernels it started (they run in sessions of their own) before it exits.
+    Otherwise an orphaned worker goes on writing into the sweep folder that a re-run of
+    the driver is already resuming.
+    """
+    import signal
+    _limit_threads(threads)
+
+    def stop(_signum: int, _frame: Any) -> None:
+        import psutil
+        for child in psutil.Process().children(recursive=True):
+            try:
+                child.kill()
+            except psutil.Error:
+                pass
+        os._exit(128 + signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    if sys.platform.startswith("linux"):
+        import ctypes
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # the driver died before the request took effect
+        stop(signal.SIGTERM, None)
+
+
 def _pin_gpu() -> None:
     """On the local GPU cluster: worker number k sees only the k-th visible CUDA device."""
     if os.environ.get(_PIN_ENV) != "1":
@@ -257,7 +287,8 @@ def open_executor(kind: str | None = None, scheduler: Any = None, jobs: int | No
         import multiprocessing
         pool = cf.ProcessPoolExecutor(max_workers=jobs,
                                       mp_context=multiprocessing.get_context("spawn"),
-                                      initializer=_limit_threads, initargs=(threads,))
+                                      initializer=_die_with_parent,
+                                      initargs=(threads, os.getpid()))
         return CellExecutor("processes", pool, jobs, threads,
                             f"process pool: {jobs} process(es) x {threads} thread(s)", gpu)
     return _open_dask_local(jobs, threads, ngpu, say)

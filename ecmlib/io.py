@@ -15,8 +15,25 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def write_failure(path: str | Path, err: BaseException) -> str:
+    """Why writing ``path`` failed, in words: a full disk is named as such (torch's writer
+    reports one as an 'unexpected pos' RuntimeError with no errno)."""
+    import errno
+    import shutil
+    full = getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+    if not full:
+        try:
+            full = shutil.disk_usage(Path(path).parent).free < 1 << 20
+        except OSError:
+            pass
+    why = "the disk is full" if full else str(err)
+    return f"{path}: writing failed ({why}); the previous file, if any, is intact"
+
+
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Call ``write(fileobj)`` on a temp file beside ``path``, fsync, then rename over it."""
+    """Call ``write(fileobj)`` on a temp file beside ``path``, fsync, then rename over it.
+
+    An OSError (a full disk, a read-only folder) comes back naming ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -30,6 +47,9 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(err.errno, write_failure(path, err)) from err
     except BaseException:
         # Leave the previous file untouched and remove the partial one.
         Path(tmp).unlink(missing_ok=True)

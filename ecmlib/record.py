@@ -348,6 +348,23 @@ def cell_config(cell: Cell) -> Any:
     return _config_from_args(build_parser().parse_args(cell.argv()))
 
 
+def check_run_is_cell(cell: Cell, run_dir: Path) -> None:
+    """Refuse to collect a run folder whose ``config.json`` is not the cell's command's
+    configuration (another run trained into the cell's folder), naming the keys."""
+    import json
+    from .train import config_differences
+    path = run_dir / "config.json"
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read the run's configuration ({err})") from None
+    diff = config_differences(saved, cell_config(cell), str(path))
+    if diff:
+        shown = "; ".join(f"{k} is {a!r} in the run, {b!r} in the cell" for k, (a, b) in diff.items())
+        raise ValueError(f"{run_dir}: this run is not cell {cell.cell_id} ({shown}); move the "
+                         f"folder away and run `python -m ecmlib record` again")
+
+
 def _test_split(cell: Cell, cache: dict) -> Any:
     """(the cell's config, its test features); the features are generated once per world
     and data seed (the config is the cell's own)."""
@@ -381,6 +398,7 @@ def collect_row(cell: Cell, root: str | Path, cache: dict | None = None) -> dict
     from .model import load_checkpoint
     from .train import detect, ground_truth_for, predict
     run_dir = Path(root) / cell.cell_id
+    check_run_is_cell(cell, run_dir)
     metrics = _read_json(run_dir / "metrics.json")  # ValueError naming the file
     history_path = run_dir / "history.csv"
     history = pd.read_csv(history_path)
@@ -488,21 +506,16 @@ def write_study(study: Study, root: str | Path, out_dir: str | Path,
 
 
 def read_study(name: str, results_dir: str | Path | None = None) -> Any:
-    """A committed results file as a DataFrame; a clear error when it is missing or broken."""
-    import pandas as pd
-    path = Path(results_dir or default_results_dir()) / f"{name}.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no results of record (run `python -m ecmlib "
-                                f"record` to produce them)")
-    table = pd.read_csv(path)
-    missing = [c for c in COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}")
-    for col in ("mAP@0.5", "last_mAP@0.5", "last5_mAP@0.5"):
-        values = pd.to_numeric(table[col], errors="coerce")
-        if ((values < 0) | (values > 1)).any() or values.isna().any():
-            raise ValueError(f"{path}: column {col!r} must hold fractions in [0, 1]")
-    return table
+    """A results file of record as a DataFrame, checked row by row against its study's plan
+    (:func:`ecmlib.results.read_results`: a clear error naming file, line and column)."""
+    from .results import read_results
+    study = next((s for s in studies().values() if s.name == name), None)
+    if study is None:
+        raise ValueError(f"no study of record is named {name!r}")
+    folder = Path(results_dir or default_results_dir())
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such results folder")
+    return read_results(folder / study.csv_name, study.cells, COLUMNS)
 
 
 def default_results_dir() -> Path:
@@ -773,10 +786,7 @@ README_MARKERS = {"03": "results-03", "04": "results-04", "07": "results-07"}
 def readme_block(key: str, results_dir: str | Path | None = None) -> str:
     """The generated README text of one study (between its markers)."""
     study = studies()[key]
-    try:
-        table = read_study(study.name, results_dir)
-    except FileNotFoundError:
-        return f"No results of record yet for {study.name}."
+    table = read_study(study.name, results_dir)
     head = (f"{len(table)} of {len(study.cells)} planned runs finished "
             f"(`data/results/{study.csv_name}`). ")
     if not len(table):
@@ -861,6 +871,8 @@ def report_main(argv: list[str] | None = None) -> int:
                         help="only check: exit 1 when the README disagrees with the results")
     args = parser.parse_args(argv)
     path = Path(args.readme)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such README to render the results into")
     old = path.read_text()
     new = render_readme(old, args.results)
     if args.check:
@@ -897,18 +909,24 @@ def record_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="print each cell's command and exit")
     args = parser.parse_args(argv)
     cells = plan(args.study)
-    if args.list:
-        for c in cells:
-            print(("done  " if is_done(args.root, c) else "todo  ") + c.command())
-        return 0
-    import pandas as pd
+    from .results import read_results
     out = Path(args.results or default_results_dir())
-    # Runs already in a results file (e.g. trained in an earlier session) are not re-run.
+    # Runs already in a results file (e.g. trained in an earlier session) are not re-run;
+    # a file is checked before any of its rows is kept.
+    previous: dict[str, Any] = {}
     recorded: set[str] = set()
     for key in args.study:
-        path = out / studies()[key].csv_name
+        study = studies()[key]
+        path = out / study.csv_name
         if path.is_file():
-            recorded |= set(pd.read_csv(path)["command"])
+            previous[key] = read_results(path, study.cells, COLUMNS)
+            recorded |= set(previous[key]["command"])
+    if args.list:
+        for c in cells:
+            state = ("recorded" if c.command() in recorded
+                     else "done" if is_done(args.root, c) else "todo")
+            print(f"{state:<9} {c.command()}")
+        return 0
     todo = [c for c in cells if c.command() not in recorded]
     if len(todo) < len(cells):
         print(f"{len(cells) - len(todo)} cell(s) already in the results files: not re-run")
@@ -917,9 +935,7 @@ def record_main(argv: list[str] | None = None) -> int:
     failures = [] if args.collect_only else run_cells(todo, args.root, jobs, **opts)
     for key in args.study:
         study = studies()[key]
-        prev_path = out / study.csv_name
-        prev = pd.read_csv(prev_path) if prev_path.is_file() else None
-        table = write_study(study, args.root, out, prev)
+        table = write_study(study, args.root, out, previous.get(key))
         print(f"{out / study.csv_name}: {len(table)} of {len(study.cells)} runs")
     if failures:
         print(f"{len(failures)} cell(s) failed:\n  " + "\n  ".join(failures), file=sys.stderr)

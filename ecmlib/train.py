@@ -44,6 +44,7 @@ import os
 import platform
 import random
 import signal
+import shutil
 import sys
 import time
 import warnings
@@ -60,12 +61,14 @@ from .data import THUMOS14_CLASSES, FeatureSet, load_annotations
 from .evaluation import (DetectionResult, GroundTruth, Predictions, classification_map,
                          evaluate_detection, format_table, ground_truth_from_dict,
                          predictions_from_arrays)
-from .io import atomic_write, atomic_write_json, atomic_write_text, prepare_run_dir
+from .io import (atomic_write, atomic_write_json, atomic_write_text, prepare_run_dir,
+                 write_failure)
 from .localize import localize_batch_flat
 from .losses import LOSS_NAMES, compute_losses
 from .model import ECMNet, check_compatible, load_checkpoint
 from .safeload import load_checkpoint_file
 from .tblog import ScalarLog
+from . import runlock
 
 # The synthetic benchmark each dataset falls back to when no real features are given, and
 # the values that differ from the paper config on it: a CPU-sized trunk and an evaluation
@@ -318,8 +321,9 @@ def save_checkpoint(path: str | Path, model: ECMNet, optimizer: torch.optim.Opti
     try:
         atomic_write(path, write)
     except OSError as err:
-        raise RuntimeError(f"{path}: saving the checkpoint failed ({err}); the previous "
-                           f"file, if any, is intact") from err
+        raise RuntimeError(f"saving the checkpoint failed: {err.strerror}") from err
+    except RuntimeError as err:  # torch's own writer (e.g. a full disk mid-file)
+        raise RuntimeError(f"saving the checkpoint failed: {write_failure(path, err)}") from err
 
 
 # -- resuming -------------------------------------------------------------------------------
@@ -357,10 +361,26 @@ def resume_checkpoint(resume: str | Path) -> Path:
     if path.is_dir():
         path = path / "last.pth"
         if not path.exists() and (path.parent / "config.json").is_file():
+            _check_nothing_lost(path.parent)
             return path
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint to resume from not found")
     return path
+
+
+def _check_nothing_lost(run_dir: Path) -> None:
+    """A run folder without last.pth starts over only if it never finished an epoch."""
+    if (run_dir / "metrics.json").is_file():
+        raise ValueError(f"{run_dir}: the run is finished (metrics.json) and has no last.pth; "
+                         f"there is nothing to resume")
+    epochs = 0
+    if (run_dir / "history.csv").is_file():
+        lines = (run_dir / "history.csv").read_text().splitlines()
+        epochs = max(len(lines) - 1, 0)
+    if epochs:
+        raise ValueError(f"{run_dir}: history.csv records {epochs} epoch(s) but last.pth is "
+                         f"missing, so the run cannot continue; restore last.pth, or train "
+                         f"again into a new --out")
 
 
 def _flat_config(d: dict[str, Any]) -> dict[str, Any]:
@@ -395,6 +415,8 @@ def _check_resume(cfg: ExperimentConfig, ckpt: dict[str, Any], resume: Path,
             saved = json.loads(source.read_text())
         except (OSError, json.JSONDecodeError) as err:
             raise ValueError(f"{source}: cannot read the run's configuration ({err})") from None
+        if isinstance(ckpt.get("ecmlib_config"), dict):
+            _check_same_run(ckpt["ecmlib_config"], saved, resume, source)
     elif isinstance(ckpt.get("ecmlib_config"), dict):
         saved, source = ckpt["ecmlib_config"], resume
     if saved is not None:   # else an official checkpoint: only the model must fit
@@ -418,6 +440,19 @@ def _check_resume(cfg: ExperimentConfig, ckpt: dict[str, Any], resume: Path,
     if cfg.train.epochs < done:
         raise ValueError(f"cannot resume {resume}: it is at epoch {done} but train.epochs is "
                          f"{cfg.train.epochs}; pass --epochs {done} or more")
+
+
+def _check_same_run(ckpt_config: dict[str, Any], saved: dict[str, Any], resume: Path,
+                    source: Path) -> None:
+    """A checkpoint resumes only the run that wrote it: its own config must be the run
+    folder's (a ``last.pth`` copied in from another run is refused, naming the keys)."""
+    diff = config_differences(ckpt_config, ExperimentConfig.from_dict(saved), str(resume))
+    other = {k: v for k, v in diff.items() if k not in RESUME_MAY_EXTEND + RESUME_MAY_MOVE}
+    if other:
+        shown = "; ".join(f"{k} is {a!r} in the checkpoint, {b!r} in {source.name}"
+                          for k, (a, b) in other.items())
+        raise ValueError(f"cannot resume {resume}: it was written by another run than "
+                         f"{source} ({shown}); resume from the run's own last.pth")
 
 
 def _best_on_resume(resume: Path, best_epoch: int, last_epoch: int, cfg: ExperimentConfig
@@ -493,6 +528,32 @@ def train(cfg: ExperimentConfig, data: tuple[FeatureSet, FeatureSet] | None = No
           out_dir: str | Path | None = None, overwrite: bool = False,
           progress: bool | None = None, resume: str | Path | None = None,
           log: Callable[[str], None] | None = print) -> RunResult:
+    """Train ECM with ``cfg`` (see :func:`_train`), as the only writer of ``out_dir``.
+
+    A second process training into the same folder is refused (``runlock``). A run that
+    fails before its first epoch is saved removes the folder it created, so the same
+    command can run again; one that fails later keeps its epochs for ``--resume``.
+    """
+    if out_dir is None:
+        return _train(cfg, data, out_dir, overwrite, progress, resume, log)
+    folder = Path(out_dir)
+    fresh = not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))
+    with runlock.hold(folder, "train"):
+        try:
+            return _train(cfg, data, out_dir, overwrite, progress, resume, log)
+        except BaseException:
+            if fresh and folder.is_dir() and not (folder / "last.pth").exists():
+                shutil.rmtree(folder, ignore_errors=True)
+            elif (folder / "last.pth").exists() and log:
+                log(f"{folder}: the epochs saved so far are kept; continue with the same "
+                    f"command plus --resume {folder}")
+            raise
+
+
+def _train(cfg: ExperimentConfig, data: tuple[FeatureSet, FeatureSet] | None = None,
+           out_dir: str | Path | None = None, overwrite: bool = False,
+           progress: bool | None = None, resume: str | Path | None = None,
+           log: Callable[[str], None] | None = print) -> RunResult:
     """Train ECM with ``cfg``; evaluate, keep the best checkpoint, record the history.
 
     ``data`` = (train, test) feature sets (default: ``load_data(cfg)``); ``out_dir`` = run

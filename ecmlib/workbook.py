@@ -49,6 +49,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
+from . import runlock
 from .executor import add_executor_args, cores, executor_options, open_executor
 from .io import atomic_write_json, atomic_write_text, prepare_run_dir
 
@@ -324,7 +325,7 @@ def run_workbook(notebooks_dir: str | Path | None = None, out: str | Path | None
                  figures_dir: str | Path | None = None, command: str | None = None,
                  executor: str | None = None, scheduler: Any = None, slurm: bool = False,
                  slurm_opts: Sequence[str] | Mapping[str, Any] | None = None,
-                 gpu: bool = False) -> dict:
+                 gpu: bool = False, update_figures: bool = False) -> dict:
     """Execute the workbook's notebooks in order into a fresh folder; return the summary.
 
     Each notebook gets ``out_dir`` (``<out>/NN_name/``), ``figures_dir`` and, with ``quick``,
@@ -334,6 +335,10 @@ def run_workbook(notebooks_dir: str | Path | None = None, out: str | Path | None
     (:func:`ecmlib.executor.open_executor`; by default here, one after another, and with
     ``jobs > 1`` on a local Dask cluster). With a scheduler, notebooks still run one at a
     time unless ``jobs > 1``, and the output folder must be one the workers see.
+
+    Figures go to ``<out>/figures`` so that a run never changes the checkout;
+    ``update_figures`` writes them over the committed ``figures/`` instead (the maintainers'
+    ``make figures``), and ``figures_dir`` names any other folder.
     """
     notebooks_dir = Path(notebooks_dir) if notebooks_dir else default_notebooks_dir()
     notebooks = find_notebooks(notebooks_dir, only)
@@ -348,12 +353,15 @@ def run_workbook(notebooks_dir: str | Path | None = None, out: str | Path | None
         if lacking:
             raise ValueError(f"--quick given but these notebooks have no 'quick' parameter: "
                              f"{', '.join(lacking)}")
+    if update_figures and (quick or figures_dir):
+        raise ValueError("--update-figures refreshes figures/ from a full run: it does not "
+                         "go with --quick or --figures-dir")
     out_path = _out_dir(out, "")
-    # Quick runs are smoke tests: their figures go beside the run, never over figures/.
+    # A run's figures stay beside the run: the checkout changes only when asked to.
     if figures_dir:
         figures_dir = Path(figures_dir).resolve()
     else:
-        figures_dir = out_path / "figures" if quick else default_figures_dir()
+        figures_dir = default_figures_dir() if update_figures else out_path / "figures"
     jobs_list = []
     for nb, declared in declared_by_nb.items():
         params: dict[str, Any] = {}
@@ -446,7 +454,8 @@ def _workbook_parser() -> argparse.ArgumentParser:
         prog="python -m ecmlib workbook",
         description="Execute every notebooks/NN_name.ipynb in order with papermill into a "
                     "fresh runs/<YYYYmmdd-HHMMSS>/ folder (executed copies, each notebook's "
-                    "outputs in NN_name/, summary.json). Figures are refreshed in figures/.")
+                    "outputs in NN_name/, summary.json, figures/). The committed figures/ "
+                    "change only with --update-figures.")
     p.add_argument("--quick", action="store_true", help="pass quick=True (small CI-sized runs)")
     p.add_argument("--only", help="comma list of notebook numbers, e.g. 01,03")
     p.add_argument("--out", help="output folder, new or empty (default: runs/<timestamp>)")
@@ -455,7 +464,11 @@ def _workbook_parser() -> argparse.ArgumentParser:
     add_executor_args(p, "notebooks run side by side (default 1; >1 only if they are "
                          "independent)")
     p.add_argument("--notebooks-dir", help="folder of NN_name.ipynb notebooks (default: notebooks/)")
-    p.add_argument("--figures-dir", help="folder the notebooks save figures into (default: figures/)")
+    p.add_argument("--figures-dir", help="folder the notebooks save figures into "
+                                          "(default: the run folder's figures/)")
+    p.add_argument("--update-figures", action="store_true",
+                   help="save the figures over the committed figures/ (maintainers: "
+                        "`make figures`, then commit what changed)")
     return p
 
 
@@ -471,7 +484,8 @@ def workbook_main(argv: list[str] | None = None) -> int:
         where["jobs"] = 1 if args.jobs is None else args.jobs
         summary = run_workbook(args.notebooks_dir, args.out, only, args.quick,
                                args.timeout, figures_dir=args.figures_dir,
-                               command=command.strip(), executor=where.pop("kind"), **where)
+                               command=command.strip(), executor=where.pop("kind"),
+                               update_figures=args.update_figures, **where)
     except (ValueError, OSError, RuntimeError, ImportError) as err:
         print(f"error: {_usage_error(err)}", file=sys.stderr)
         return 2
@@ -811,6 +825,29 @@ def _sweep_job(job: dict) -> dict:
     return record
 
 
+def quick_overrides(notebook: str | Path) -> set[str]:
+    """The parameters a notebook assigns itself under ``if quick:`` (read from its code,
+    so a sweep can refuse to sweep a value that quick mode would replace)."""
+    import ast
+    import nbformat
+    names: set[str] = set()
+    for cell in nbformat.read(str(notebook), as_version=4).cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:  # IPython magics: not parameter assignments
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and isinstance(node.test, ast.Name) \
+                    and node.test.id == "quick":
+                for sub in node.body:
+                    for target in ast.walk(sub):
+                        if isinstance(target, ast.Name) and isinstance(target.ctx, ast.Store):
+                            names.add(target.id)
+    return names & set(notebook_parameters(Path(notebook)))
+
+
 def _grid_spec(notebook: Path, grid: Mapping[str, Sequence[Any]], quick: bool) -> dict:
     """What identifies a sweep folder's grid (compared when a sweep is resumed)."""
     return {"notebook": notebook.name, "quick": bool(quick),
@@ -908,8 +945,30 @@ def _execute_sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]],
                          "in letters, digits or . _ + -")
     if jobs is not None and int(jobs) < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if quick:
+        replaced = [k for k in grid if k in quick_overrides(notebook)]
+        if replaced:
+            raise ValueError(
+                f"{notebook.name}: quick mode sets {', '.join(replaced)} itself, so the swept "
+                f"values would be replaced and the results mislabelled; sweep "
+                f"{', '.join(replaced)} without --quick, or drop the -p")
     out_path, resumed = _sweep_folder(out_dir, notebook, _grid_spec(notebook, grid, quick))
+    # One sweep writes into a folder at a time (a second is refused, naming the first).
+    with runlock.hold(out_path, "sweep"):
+        return _sweep_in(notebook, grid, out_path, resumed, declared, jobs, quick, timeout,
+                         metrics, command, executor, scheduler, slurm, slurm_opts, gpu,
+                         rerun_failed)
 
+
+def _sweep_in(notebook: Path, grid: Mapping[str, Sequence[Any]], out_path: Path,
+              resumed: bool, declared: Mapping[str, Any], jobs: int | None, quick: bool,
+              timeout: float | None, metrics: Sequence[str] | None, command: str | None,
+              executor: str | None, scheduler: Any, slurm: bool,
+              slurm_opts: Sequence[str] | Mapping[str, Any] | None, gpu: bool,
+              rerun_failed: bool) -> tuple[list[dict], pd.DataFrame | None, Path]:
+    """The body of :func:`_execute_sweep` in its checked, locked folder."""
+    points = expand_grid(grid)
+    names = [setting_dirname(p) for p in points]
     job_list = []
     for params, name in zip(points, names):
         nb_params = {**params, "out_dir": str(out_path / name)}

@@ -460,3 +460,30 @@ def test_array_prediction_errors():
     with pytest.raises(ValueError, match="class list differs"):
         evaluate_detection(gt, predictions_from_arrays(["v1"], [0], [0], [1], [0.5],
                                                        classes=["B"]), [0.5])
+
+
+# -- odd ground-truth segments are named (the real files have them) -----------------------
+
+def test_odd_segments_of_the_real_activitynet_file_are_named():
+    from pathlib import Path
+    from ecmlib.evaluation import load_ground_truth
+    path = Path(__file__).resolve().parents[1] / "data" / "activitynet1.2" / "gt.json"
+    with pytest.warns(UserWarning) as caught:
+        gt = load_ground_truth(path, "training")
+    text = [str(w.message) for w in caught]
+    assert any("7 ground-truth segment(s) have zero length, e.g. v_ZZVrH3Hv1fM" in t for t in text)
+    assert any("27 ground-truth segment(s) repeat an earlier segment exactly" in t for t in text)
+    assert gt.num_instances == 7151  # kept, as the official evaluator keeps them
+
+
+def test_negative_and_duplicate_segments_are_warned_and_kept():
+    from ecmlib.evaluation import ground_truth_from_dict
+    data = {"database": {"v1": {"subset": "test", "annotations": [
+        {"segment": [-1.0, 2.0], "label": "A"}, {"segment": [3.0, 4.0], "label": "A"},
+        {"segment": [3.0, 4.0], "label": "A"}]}}}
+    with pytest.warns(UserWarning) as caught:
+        gt = ground_truth_from_dict(data, "test", source="fake.json")
+    text = " | ".join(str(w.message) for w in caught)
+    assert "fake.json: 1 ground-truth segment(s) start before time 0, e.g. v1 A [-1, 2]" in text
+    assert "fake.json: 1 ground-truth segment(s) repeat an earlier segment exactly" in text
+    assert gt.num_instances == 3

@@ -301,3 +301,26 @@ def test_sweep_with_a_failing_run_exits_non_zero_and_keeps_the_record(tmp_path, 
     assert runs["status"].tolist() == ["failed"]
     assert json.loads((out / "sweep.json").read_text())["failed"] == ["seed=0"]
     assert not (out / "sweep.csv").exists()  # nothing to aggregate
+
+
+def test_a_workbook_run_keeps_its_figures_and_only_update_figures_touches_the_checkout(
+        tmp_path, monkeypatch):
+    committed = tmp_path / "checkout_figures"
+    monkeypatch.setattr(wb, "default_figures_dir", lambda: committed)
+    out = tmp_path / "run"
+    rc = wb.workbook_main(["--notebooks-dir", str(FIXTURES), "--only", "01",
+                           "--out", str(out), "--timeout", "60"])
+    assert rc == 0
+    assert (out / "figures" / "01_alpha.txt").read_text() == "a figure"
+    assert not committed.exists()  # `make workbook` leaves the checkout as it was
+    rc = wb.workbook_main(["--notebooks-dir", str(FIXTURES), "--only", "01",
+                           "--out", str(tmp_path / "run2"), "--timeout", "60",
+                           "--update-figures"])
+    assert rc == 0 and (committed / "01_alpha.txt").read_text() == "a figure"
+
+
+def test_update_figures_refuses_quick_runs(tmp_path, capsys):
+    rc = wb.workbook_main(["--notebooks-dir", str(FIXTURES), "--quick", "--update-figures",
+                           "--out", str(tmp_path / "run")])
+    assert rc == 2 and "--update-figures" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
