@@ -624,29 +624,51 @@ def plot_paired_differences(summary: pd.DataFrame, metric: str = "mAP@0.5",
     _require(summary, ["setting", "selection", "metric", "diff", "diff_lo", "diff_hi"],
              "paired summary")
     s = summary[(summary["metric"] == metric) & (summary["setting"] != baseline)]
-    names = list(dict.fromkeys(s["setting"]))
+    labels = {"best": "best epoch (test-selected)", "last": "last epoch",
+              "last5": "mean of last 5 evaluations"}
+    ax = _forest(s, "setting", "selection", labels, ax)
+    ax.set_xlabel(f"Δ {metric} vs {baseline} (points, 95 % CI over paired seeds)")
+    return ax
+
+
+def _forest(s: pd.DataFrame, row_key: str, series_key: str, labels: Mapping[str, str],
+            ax: Axes | None = None) -> Axes:
+    """Rows of ``s[row_key]`` (top to bottom), one marker per ``s[series_key]``: ``diff``
+    with its [diff_lo, diff_hi] interval, in points, and a line at zero."""
+    names = list(dict.fromkeys(s[row_key]))
     ax = _new_ax(ax, (5.5, 0.55 * max(len(names), 1) + 1.4))
-    selections = list(dict.fromkeys(s["selection"]))
-    markers = {"best": "o", "last": "s", "last5": "D"}
-    offset = np.linspace(-0.22, 0.22, max(len(selections), 1))
-    colors = _palette(selections)
-    for j, sel in enumerate(selections):
-        part = s[s["selection"] == sel].set_index("setting").reindex(names)
+    series = list(dict.fromkeys(s[series_key]))
+    markers = dict(zip(series, "osD^v"))
+    offset = np.linspace(-0.22, 0.22, max(len(series), 1))
+    colors = _palette(series)
+    for j, key in enumerate(series):
+        part = s[s[series_key] == key].set_index(row_key).reindex(names)
         y = np.arange(len(names)) + offset[j]
         d = 100 * part["diff"].to_numpy(dtype=float)
         lo = 100 * part["diff_lo"].to_numpy(dtype=float)
         hi = 100 * part["diff_hi"].to_numpy(dtype=float)
         err = np.vstack([np.nan_to_num(d - lo), np.nan_to_num(hi - d)])
-        ax.errorbar(d, y, xerr=err, fmt=markers.get(sel, "o"), ms=4, capsize=2, lw=1,
-                    color=colors[sel], label={"best": "best epoch (test-selected)",
-                                              "last": "last epoch",
-                                              "last5": "mean of last 5 evaluations"}.get(sel, sel))
+        ax.errorbar(d, y, xerr=err, fmt=markers[key], ms=4, capsize=2, lw=1,
+                    color=colors[key], label=labels.get(key, key))
     ax.axvline(0.0, color="black", lw=0.8)
     ax.set_yticks(np.arange(len(names)), names)
     ax.invert_yaxis()
-    ax.set_xlabel(f"Δ {metric} vs {baseline} (points, 95 % CI over paired seeds)")
     ax.legend(fontsize="x-small", loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2,
               frameon=False)
+    return ax
+
+
+def plot_ingredient_differences(summary: pd.DataFrame, selection: str = "last",
+                                ax: Axes | None = None) -> Axes:
+    """Notebook 07 (study 07b): ECM − pre-only with its 95 % interval in each world of the
+    ingredient study, one marker per metric. ``summary`` is
+    :func:`ecmlib.record.ingredient_summary` (fractions; shown in points)."""
+    _require(summary, ["factor", "level", "selection", "metric", "diff", "diff_lo", "diff_hi"],
+             "ingredient summary")
+    s = summary[summary["selection"] == selection].copy()
+    s["world"] = s["factor"] + ": " + s["level"]
+    ax = _forest(s, "world", "metric", {}, ax)
+    ax.set_xlabel(f"ECM − pre-only, {selection} epoch (points, 95 % CI over paired seeds)")
     return ax
 
 

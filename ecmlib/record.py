@@ -501,7 +501,7 @@ def write_study(study: Study, root: str | Path, out_dir: str | Path,
         old = old[[k not in here for k in keys]]
         curves = pd.concat([old, curves], ignore_index=True) if len(old) else curves
     atomic_write_text(curves_path, curves.to_csv(index=False))
-    atomic_write_text(out_dir / f"{study.name}.md", summary_markdown(study, table))
+    atomic_write_text(out_dir / f"{study.name}.md", summary_markdown(study, table, curves))
     return table
 
 
@@ -516,6 +516,16 @@ def read_study(name: str, results_dir: str | Path | None = None) -> Any:
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such results folder")
     return read_results(folder / study.csv_name, study.cells, COLUMNS)
+
+
+def read_curves(study: Study, results_dir: str | Path | None = None) -> Any:
+    """The ``_curves.csv`` beside a results file (every evaluated epoch of every run)."""
+    import pandas as pd
+    path = Path(results_dir or default_results_dir()) / f"{study.name}_curves.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no curves beside the results file (run `python -m "
+                                f"ecmlib record --collect-only`)")
+    return pd.read_csv(path)
 
 
 def default_results_dir() -> Path:
@@ -618,6 +628,15 @@ def world_summary(table: Any) -> Any:
             # The default world's runs (factor empty) are every factor's middle level.
             pick = (table["level"] == level) & ((factor_col == factor) | (level == "default"))
             groups.append((factor, level, table[pick]))
+    return _paired_worlds(groups)
+
+
+def _paired_worlds(groups: Sequence[tuple[str, str, Any]]) -> Any:
+    """ECM − pre-only (paired by seed, 95 % t interval) in each (factor, level, runs) world,
+    for each metric and model selection; worlds without runs are left out."""
+    import numpy as np
+    import pandas as pd
+    rows = []
     for factor, level, grp in groups:
         if not len(grp):
             continue
@@ -636,6 +655,84 @@ def world_summary(table: Any) -> Any:
     return pd.DataFrame(rows, columns=["factor", "level", "selection", "metric", "n_pairs",
                                        "ecm", "pre_only", "diff", "diff_lo", "diff_hi",
                                        "verdict"])
+
+
+def ingredient_summary(table: Any) -> Any:
+    """Notebook 07b: ECM − pre-only in each world of :func:`ingredient_worlds`, in the
+    declared order (``factor`` holds the design group, ``level`` the world's name)."""
+    groups = [(g, name, table[(table["factor"] == g) & (table["level"] == name)])
+              for g, name, _ in ingredient_worlds()]
+    return _paired_worlds(groups)
+
+
+def switch_effects(summary07: Any, summary07b: Any, selection: str = "last",
+                   metric: str = "mAP@0.5") -> Any:
+    """Each named factor's effect on ECM's lead, measured two ways: switched off from the
+    default world (07, one at a time: lead(default) − lead(off)) and switched on in the
+    minimal world (07b, add one: lead(add) − lead(minimal)). Both are 'the lead with the
+    factor minus the lead without it'; under no interactions they agree. ``agree`` says
+    whether the two estimates' signs match where both are resolved (an interval is the sum
+    of the two worlds' t half-widths, a conservative bound)."""
+    import numpy as np
+    import pandas as pd
+
+    def lead(s: Any, factor: str, level: str) -> Any:
+        r = s[(s["selection"] == selection) & (s["metric"] == metric)
+              & (s["factor"] == factor) & (s["level"] == level)]
+        return r.iloc[0] if len(r) else None
+
+    def effect(with_: Any, without: Any) -> tuple[float, float, float]:
+        if with_ is None or without is None:
+            return (np.nan,) * 3
+        d = float(with_["diff"] - without["diff"])
+        half = sum(float(r["diff_hi"] - r["diff"]) for r in (with_, without))
+        return d, d - half, d + half
+
+    rows = []
+    minimal = lead(summary07b, "minimal", "all_off")
+    for factor in ("context", "boundary", "subactions", "distractors", "variation"):
+        one = effect(lead(summary07, factor, "default"), lead(summary07, factor, "off")) \
+            if factor in WORLDS else (np.nan,) * 3
+        add = effect(lead(summary07b, "add", factor), minimal)
+        signs = [np.sign(e[0]) for e in (one, add) if np.isfinite(e[1]) and (e[1] > 0 or e[2] < 0)]
+        rows.append({"factor": factor, "one_at_a_time": one[0], "one_lo": one[1],
+                     "one_hi": one[2], "add_one": add[0], "add_lo": add[1], "add_hi": add[2],
+                     "agree": "n/a" if len(signs) < 2 else ("yes" if signs[0] == signs[1]
+                                                             else "no")})
+    return pd.DataFrame(rows)
+
+
+def run_length_summary(table: Any, curves: Any, at: int | None = None) -> Any:
+    """Study 07c: ECM − pre-only at epoch ``at`` (default: half the runs' length, the
+    protocol's 150) and at the last epoch of the long runs (paired by seed), and the change
+    of that gap between them (t interval over seeds): does the gap grow, hold or shrink
+    after the protocol's length?"""
+    import numpy as np
+    import pandas as pd
+    rows = []
+    at = int(table["epochs"].max()) // 2 if at is None else at
+    for metric in METRIC_NAMES:
+        c = curves[curves["epoch"] == at]
+        mid = c.pivot_table(index="seed", columns="setting", values=metric)
+        end = table.pivot_table(index="seed", columns="setting", values="last_" + metric)
+        if not {"ecm", "pre_only"} <= set(mid.columns) & set(end.columns):
+            continue
+        seeds = mid.index.intersection(end.index)
+        gap_mid = (mid.loc[seeds, "ecm"] - mid.loc[seeds, "pre_only"]).to_numpy(np.float64)
+        gap_end = (end.loc[seeds, "ecm"] - end.loc[seeds, "pre_only"]).to_numpy(np.float64)
+        change, lo, hi = t_interval(gap_end - gap_mid)
+        word = {"better": "grows", "worse": "shrinks", "no difference": "holds"}.get(
+            verdict(lo, hi), "n/a")
+        last_epoch = int(table["epochs"].max())
+        rows.append({"metric": metric, "n_pairs": int(len(seeds)), "epoch_mid": at,
+                     "epoch_end": last_epoch,
+                     "ecm_mid": float(mid.loc[seeds, "ecm"].mean()),
+                     "pre_mid": float(mid.loc[seeds, "pre_only"].mean()),
+                     "ecm_end": float(end.loc[seeds, "ecm"].mean()),
+                     "pre_end": float(end.loc[seeds, "pre_only"].mean()),
+                     "gap_mid": float(gap_mid.mean()), "gap_end": float(gap_end.mean()),
+                     "change": change, "change_lo": lo, "change_hi": hi, "verdict": word})
+    return pd.DataFrame(rows)
 
 
 def welch_interval(a: Any, b: Any, level: float = 0.95) -> tuple[float, float, float]:
@@ -720,7 +817,7 @@ def _pct(x: float) -> str:
     return "—" if x is None or not math.isfinite(x) else f"{100 * x:.2f}"
 
 
-def summary_markdown(study: Study, table: Any) -> str:
+def summary_markdown(study: Study, table: Any, curves: Any = None) -> str:
     """The .md summary beside a results file: planned vs finished runs and the tables."""
     planned = len(study.cells)
     proto = study.cells[0] if study.cells else Cell("ecm", 0)
@@ -732,7 +829,13 @@ def summary_markdown(study: Study, table: Any) -> str:
              "each row's `command` reproduces it.", ""]
     if not len(table):
         return "\n".join(lines + ["No run has finished yet.", ""])
-    if study.name.startswith("07"):
+    if study.name.startswith("07b"):
+        lines += [markdown_world_table(ingredient_summary(table), "last", ("design", "world")),
+                  ""]
+    elif study.name.startswith("07c"):
+        if curves is not None:
+            lines += [markdown_run_length_table(run_length_summary(table, curves)), ""]
+    elif study.name.startswith("07"):
         lines += [markdown_world_table(world_summary(table)), ""]
     else:
         lines += [markdown_paired_table(paired_summary(table)), ""]
@@ -761,11 +864,12 @@ def markdown_paired_table(summary: Any, metric: str = "mAP@0.5") -> str:
     return "\n".join(out)
 
 
-def markdown_world_table(summary: Any, selection: str = "last") -> str:
+def markdown_world_table(summary: Any, selection: str = "last",
+                         heads: tuple[str, str] = ("factor", "level")) -> str:
     """Factor × level: ECM, pre-only and ECM − pre-only [95 % CI] for both metrics."""
     out = [f"ECM − pre-only, paired by seed, model of the {selection} epoch "
            "(95 % t interval; verdict at 95 %)", "",
-           "| factor | level | pairs | mAP@0.5 ECM | pre-only | Δ [95 % CI] | verdict | "
+           f"| {heads[0]} | {heads[1]} | pairs | mAP@0.5 ECM | pre-only | Δ [95 % CI] | verdict | "
            "avg 0.1:0.7 Δ [95 % CI] | verdict |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     s = summary[summary["selection"] == selection]
     for (factor, level), grp in s.groupby(["factor", "level"], sort=False):
@@ -778,9 +882,38 @@ def markdown_world_table(summary: Any, selection: str = "last") -> str:
     return "\n".join(out)
 
 
+def markdown_switch_table(effects: Any) -> str:
+    """:func:`switch_effects` in points."""
+    out = ["Each factor's effect on ECM's lead (lead with the factor − lead without it, "
+           "mAP@0.5 points, last epoch; bounds add the two worlds' 95 % half-widths)", "",
+           "| factor | one at a time (07: default − off) | add one (07b: add − minimal) | "
+           "signs agree |", "| --- | --- | --- | --- |"]
+    for r in effects.to_dict("records"):
+        out.append(f"| {r['factor']} | {_pct(r['one_at_a_time'])} [{_pct(r['one_lo'])}, "
+                   f"{_pct(r['one_hi'])}] | {_pct(r['add_one'])} [{_pct(r['add_lo'])}, "
+                   f"{_pct(r['add_hi'])}] | {r['agree']} |")
+    return "\n".join(out)
+
+
+def markdown_run_length_table(rl: Any) -> str:
+    """:func:`run_length_summary` in points."""
+    out = ["ECM and pre-only on the default world at twice the protocol's length (paired by "
+           "seed; change of the gap with its 95 % t interval)", "",
+           "| metric | pairs | ECM @150 | pre-only @150 | gap @150 | ECM @end | pre-only @end | "
+           "gap @end | change [95 % CI] | the gap |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rl.to_dict("records"):
+        out.append(f"| {r['metric']} | {r['n_pairs']} | {_pct(r['ecm_mid'])} | "
+                   f"{_pct(r['pre_mid'])} | {_pct(r['gap_mid'])} | {_pct(r['ecm_end'])} | "
+                   f"{_pct(r['pre_end'])} | {_pct(r['gap_end'])} | {_pct(r['change'])} "
+                   f"[{_pct(r['change_lo'])}, {_pct(r['change_hi'])}] | {r['verdict']} |")
+    return "\n".join(out)
+
+
 # -- README tables --------------------------------------------------------------------------
 
-README_MARKERS = {"03": "results-03", "04": "results-04", "07": "results-07"}
+README_MARKERS = {"03": "results-03", "04": "results-04", "07": "results-07",
+                  "07b": "results-07b", "07c": "results-07c"}
 
 
 def readme_block(key: str, results_dir: str | Path | None = None) -> str:
@@ -791,6 +924,15 @@ def readme_block(key: str, results_dir: str | Path | None = None) -> str:
             f"(`data/results/{study.csv_name}`). ")
     if not len(table):
         return head + "No run has finished yet."
+    if key == "07b":
+        w = ingredient_summary(table)
+        effects = switch_effects(world_summary(read_study(studies()["07"].name, results_dir)), w)
+        return (head + "\n\n" + markdown_world_table(w, "last", ("design", "world")) + "\n\n"
+                + markdown_switch_table(effects) + "\n\n"
+                + "What this says: " + world_sentences(w))
+    if key == "07c":
+        curves = read_curves(study, results_dir)
+        return head + "\n\n" + markdown_run_length_table(run_length_summary(table, curves))
     if key == "07":
         w, trend = world_summary(table), world_trend(table)
         extra = ("\n\n" + markdown_trend_table(trend)) if len(trend) else ""
@@ -803,6 +945,9 @@ def readme_block(key: str, results_dir: str | Path | None = None) -> str:
 
 
 def _delta(r: Any) -> str:
+    import math
+    if not (math.isfinite(r["diff_lo"]) and math.isfinite(r["diff_hi"])):
+        return f"Δ {100 * r['diff']:+.2f} points, {r['n_pairs']} pair(s), no interval yet"
     return (f"Δ {100 * r['diff']:+.2f} [{100 * r['diff_lo']:+.2f}, {100 * r['diff_hi']:+.2f}] "
             f"points, {r['n_pairs']} pairs")
 
@@ -947,7 +1092,9 @@ def record_main(argv: list[str] | None = None) -> int:
 
 #: The cells of each study's quick check (a tiny grid through the same code as the record).
 QUICK_CELLS = {"03": ("ecm", "pre_only"), "04": ("fixed_transition", "independent_transition"),
-               "07": ("ecm", "pre_only")}
+               "07": ("ecm", "pre_only"), "07b": ("ecm", "pre_only"), "07c": ("ecm", "pre_only")}
+#: The one world of each world study that its quick check trains.
+QUICK_WORLD = {"07": ("context", "off"), "07b": ("minimal", "all_off"), "07c": ("", "default")}
 QUICK_PROTOCOL = {"preset": "tiny", "epochs": 2, "eval_every": 1}
 
 
@@ -956,7 +1103,7 @@ def quick_grid(key: str, out: str | Path, jobs: int = 2) -> Any:
     2 epochs, one seed): proves that the record's code runs, in seconds. Returns the table."""
     study = studies(seeds=1, data_seeds=(), world_seeds=1, protocol=QUICK_PROTOCOL)[key]
     cells = [c for c in study.cells if c.setting in QUICK_CELLS[key]
-             and (key != "07" or (c.factor, c.level) == ("context", "off"))]
+             and (key not in QUICK_WORLD or (c.factor, c.level) == QUICK_WORLD[key])]
     out = Path(out)
     failures = run_cells(cells, out / "runs", jobs=jobs)
     if failures:

@@ -537,13 +537,17 @@ def train(cfg: ExperimentConfig, data: tuple[FeatureSet, FeatureSet] | None = No
     if out_dir is None:
         return _train(cfg, data, out_dir, overwrite, progress, resume, log)
     folder = Path(out_dir)
-    fresh = not folder.exists() or (folder.is_dir() and not any(folder.iterdir()))
+    existed = folder.exists()
+    was_empty = not existed or (folder.is_dir() and not any(folder.iterdir()))
     with runlock.hold(folder, "train"):
         try:
             return _train(cfg, data, out_dir, overwrite, progress, resume, log)
         except BaseException:
-            if fresh and folder.is_dir() and not (folder / "last.pth").exists():
+            if was_empty and folder.is_dir() and not (folder / "last.pth").exists():
+                # Everything in it is this run's: remove it (the folder too, if ours).
                 shutil.rmtree(folder, ignore_errors=True)
+                if existed:
+                    folder.mkdir(exist_ok=True)
             elif (folder / "last.pth").exists() and log:
                 log(f"{folder}: the epochs saved so far are kept; continue with the same "
                     f"command plus --resume {folder}")

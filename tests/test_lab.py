@@ -112,10 +112,12 @@ def _execute(base: str, token: str, kernel_id: str, code: str) -> tuple[str, str
         "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
         "content": {"code": code, "silent": False, "store_history": False,
                     "user_expressions": {}, "allow_stdin": False}}))
-    status, stdout = None, []
+    status, idle, stdout = None, False, []
     deadline = time.monotonic() + KERNEL_S
     try:
-        while status is None and time.monotonic() < deadline:
+        # The reply (shell) and the output (iopub) travel on different channels: wait for
+        # both the reply and the kernel's 'idle' after this request.
+        while not (status and idle) and time.monotonic() < deadline:
             msg = json.loads(ws.recv())
             if msg.get("parent_header", {}).get("msg_id") != msg_id:
                 continue
@@ -126,6 +128,8 @@ def _execute(base: str, token: str, kernel_id: str, code: str) -> tuple[str, str
                 stdout.append("\n".join(msg["content"]["traceback"]))
             elif kind == "execute_reply":
                 status = msg["content"]["status"]
+            elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                idle = True
     finally:
         ws.close()
     return status or "no reply", "".join(stdout)

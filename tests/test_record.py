@@ -261,15 +261,14 @@ def test_world_trend_compares_each_moved_world_with_the_default():
 # -- results files and the README ---------------------------------------------------------------
 
 def test_read_study_rejects_bad_files(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no results of record"):
+    from ecmlib.results import ResultsError
+    with pytest.raises(ResultsError, match="no results file"):
         record.read_study("03_ablation_equivalent_loss", tmp_path)
-    t = _table([{"setting": "ecm", "seed": 0, "mAP@0.5": 19.7}])
-    t.to_csv(tmp_path / "x.csv", index=False)
-    with pytest.raises(ValueError, match="fractions"):
+    with pytest.raises(ValueError, match="no study of record is named 'x'"):
         record.read_study("x", tmp_path)
-    t.drop(columns=["command"]).to_csv(tmp_path / "y.csv", index=False)
-    with pytest.raises(ValueError, match="missing column"):
-        record.read_study("y", tmp_path)
+    with pytest.raises(FileNotFoundError, match="no such results folder"):
+        record.read_study("03_ablation_equivalent_loss", tmp_path / "missing")
+    # Row-level checks: tests/test_results_validation.py.
 
 
 def test_committed_results_parse():
