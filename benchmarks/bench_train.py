@@ -5,13 +5,15 @@ CPU (always):
      of the pure trunk+classifier forward/backward (pre stream only)  -> target <= 1.6x;
   2. the whole mini protocol (the preset's epochs, evaluation every ``eval_every``)
      -> target <= 5 min on a 2-core CPU; prints its length, wall time, the epoch where
-     mAP@0.5 first rises above 0 and the best mAP.
+     mAP@0.5 first rises above 0 and the best mAP;
+  3. a 150-epoch ECM run at one thread in the record's setting over the same run in fast
+     mode (``train.fast=true``) -> target >= 2x, printed with the CPU's bf16 support.
 GPU (only when CUDA is present; prints which card):
   ``thumos14-full``, batch 16, hidden 2048: one training epoch (target <= 0.3 s on an H100),
   evaluation of the 210 test videos (<= 1 s), the 150-epoch protocol with per-epoch
   evaluation (<= 90 s) and peak GPU memory (<= 6 GiB).
 
-Usage: python benchmarks/bench_train.py [--skip-protocol] [--epochs N]
+Usage: python benchmarks/bench_train.py [--skip-protocol] [--epochs N] [--fast-epochs N]
 """
 
 from __future__ import annotations
@@ -91,6 +93,31 @@ def cpu_part(skip_protocol: bool, epochs: int | None) -> bool:
     return ok and wall <= 300
 
 
+def fast_part(epochs: int) -> bool:
+    """(3) The record's setting (fp32, the rule's aggregation path) against fast mode
+    (``train.fast=true``), each an ``epochs``-long ECM run on thumos14-mini at one thread
+    with evaluation every 5 epochs, one after the other on the same data."""
+    from ecmlib.speed import cpu_bf16
+    torch.set_num_threads(1)
+    base = ["train.device=cpu", "train.num_threads=1", "eval.eval_every=5", "train.seed=0"]
+    walls = {}
+    data = None
+    for name, extra in (("record (fp32)", []), ("fast", ["train.fast=true"])):
+        cfg = make_config("THUMOS14", synthetic="thumos14-mini", epochs=epochs,
+                          overrides=base + extra)
+        data = data or load_data(cfg)
+        res = train(cfg, data=data, progress=False, log=None)
+        walls[name] = res.metrics["wall_time_s"]
+        print(f"    {name:<14} {walls[name]:7.1f} s  precision {res.metrics['precision']}, "
+              f"aggregation {res.metrics['aggregation_path']}, last mAP@0.5 "
+              f"{res.metrics['last_epoch'].get('mAP@0.5', float('nan')):.4f}")
+    ratio = walls["record (fp32)"] / walls["fast"]
+    print(f"(3) {epochs}-epoch ECM run at one thread: fast mode {ratio:.2f}x faster than the "
+          f"record's setting (CPU bf16: {cpu_bf16() or 'none'}; target >= 2x): "
+          f"{'PASS' if ratio >= 2 else 'FAIL'}")
+    return ratio >= 2
+
+
 def gpu_part() -> bool:
     if not torch.cuda.is_available():
         print("GPU part: no CUDA device here; skipped (run this script on a GPU machine)")
@@ -121,8 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-protocol", action="store_true", help="only the epoch ratio")
     ap.add_argument("--epochs", type=int, help="protocol length (default: the preset's)")
     ap.add_argument("--gpu", action="store_true", help="also run the GPU part")
+    ap.add_argument("--fast-epochs", type=int, default=150,
+                    help="length of the record-vs-fast comparison (0 skips it)")
     args = ap.parse_args(argv)
     ok = cpu_part(args.skip_protocol, args.epochs)
+    if args.fast_epochs:
+        ok &= fast_part(args.fast_epochs)
     if args.gpu:
         ok &= gpu_part()
     return 0 if ok else 1

@@ -81,13 +81,26 @@ class TrainConfig:
     lr_decay_epoch: int | None = None   # multiply lr by lr_decay_factor after this epoch
     lr_decay_factor: float = 0.1
     device: str = "auto"                # auto | cpu | cuda | cuda:N
-    bf16: bool = False                  # bf16 autocast (for CUDA; a CPU runs it too, slowly)
-    num_threads: int | None = None      # torch CPU threads; None = torch's default
+    bf16: bool = False                  # legacy switch: the same as precision=bf16
+    # fp32 | bf16 (autocast) | auto: bf16 on a GPU with bf16 and on a CPU with native bf16
+    # (AVX-512 BF16 or AMX), fp32 elsewhere. The record keeps fp32 (its numbers).
+    precision: str = "fp32"
+    # Fast mode: precision=auto and the aggregation path measured fastest at the run's
+    # thread count (ecmlib.speed); what was chosen is saved in config.json and metrics.json.
+    fast: bool = False
+    # torch CPU threads; None = a safe default (ecmlib.speed.default_threads, printed)
+    num_threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.epochs < 0 or self.lr <= 0:
             raise ValueError(f"TrainConfig: need batch_size >= 1, epochs >= 0, lr > 0 "
                              f"(got {self.batch_size}, {self.epochs}, {self.lr})")
+        if self.precision not in ("fp32", "bf16", "auto"):
+            raise ValueError(f"TrainConfig: train.precision must be fp32, bf16 or auto, "
+                             f"got {self.precision!r}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError(f"TrainConfig: train.num_threads must be >= 1 (or none for the "
+                             f"default), got {self.num_threads}")
 
 
 SECTIONS = ("model", "loss", "localize", "eval", "train", "data")

@@ -47,6 +47,9 @@ class ModelConfig:
     dropout: float = 0.5
     streams: str = "both"         # which streams are trained: pre | post | both
     transition: str = "learned"   # EWT variant: learned | fixed | independent
+    # How the post/background streams reach conv_1: auto (prefer_taps' rule, what the
+    # record used) | features | taps | fastest (measured at start, see ecmlib.speed)
+    aggregation: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("feat_dim", "hidden_dim", "num_classes", "num_snippets", "groups"):
@@ -58,6 +61,9 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout}")
         if self.streams not in ("pre", "post", "both"):
             raise ValueError(f"ModelConfig.streams must be pre, post or both, got {self.streams!r}")
+        if self.aggregation not in ("auto", "features", "taps", "fastest"):
+            raise ValueError(f"ModelConfig: aggregation must be auto, features, taps or "
+                             f"fastest, got {self.aggregation!r}")
         if self.transition not in ("learned", "fixed", "independent"):
             raise ValueError(
                 f"ModelConfig.transition must be learned, fixed or independent, got {self.transition!r}")
@@ -238,7 +244,10 @@ class ECMNet(nn.Module):
             # Decoupled baseline: an attention head on the trunk features, not on the CAS.
             self.attention_module = Transition(cfg.hidden_dim, cfg.num_classes)
         # "fixed": a = sigmoid(CAS), no parameters at all.
-        self.aggregate_taps = prefer_taps(cfg)
+        # "fastest" is resolved before a model is built (ecmlib.speed); here it falls back
+        # to the rule, so a model built straight from such a config still works.
+        self.aggregate_taps = (cfg.aggregation == "taps" if cfg.aggregation in ("features", "taps")
+                               else prefer_taps(cfg))
 
     # -- pieces -----------------------------------------------------------------------
     def cas(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -133,6 +133,7 @@ class Cell:
     epochs: int = PROTOCOL["epochs"]
     eval_every: int = PROTOCOL["eval_every"]
     threads: int = PROTOCOL["threads"]
+    fast: bool = False    # train.fast=true (bf16 where native, the fastest aggregation path)
 
     @property
     def world(self) -> str:
@@ -146,7 +147,8 @@ class Cell:
             k.replace("=", "-") for k in self.knobs)
         # A run longer or shorter than the protocol's is another run: its own folder.
         length = "" if self.epochs == PROTOCOL["epochs"] else f"__epochs={self.epochs}"
-        return f"{self.setting}__seed={self.seed}__data={self.data_seed}{length}{world}"
+        fast = "__fast" if self.fast else ""
+        return f"{self.setting}__seed={self.seed}__data={self.data_seed}{length}{fast}{world}"
 
     def overrides(self) -> list[str]:
         """The ``--set`` values of the run, in a fixed order."""
@@ -155,6 +157,8 @@ class Cell:
         out += [f"{k}={_text(v)}" for k, v in SETTINGS[self.setting].items()]
         if self.knobs:
             out.append("data.synthetic_knobs=" + ",".join(self.knobs))
+        if self.fast:
+            out.append("train.fast=true")
         return out
 
     def argv(self) -> list[str]:
@@ -219,6 +223,9 @@ def studies(seeds: int = 5, data_seeds: Sequence[int] = (1, 2), world_seeds: int
             for seed in range(world_seeds) for group, name, knobs in ingredient_worlds()
             for setting in ("ecm", "pre_only")]
     long_proto = {**proto, "epochs": 2 * proto.get("epochs", PROTOCOL["epochs"])}
+    # 09: fast mode against the record's fp32 runs of 03 (ECM and pre-only, data seed 0).
+    s09 = [Cell(setting, seed, 0, fast=True, **proto)
+           for seed in range(seeds) for setting in ("ecm", "pre_only")]
     # 07c: the default world's ECM and pre-only at twice the protocol's length.
     s07c = [Cell(setting, seed, 0, (), "", "default", **long_proto)
             for seed in range(world_seeds) for setting in ("ecm", "pre_only")]
@@ -226,7 +233,8 @@ def studies(seeds: int = 5, data_seeds: Sequence[int] = (1, 2), world_seeds: int
             "04": Study("04_ablation_weight_transition", tuple(s04)),
             "07": Study("07_when_does_ecm_help", tuple(s07)),
             "07b": Study("07b_ingredients", tuple(s07b)),
-            "07c": Study("07c_run_length", tuple(s07c))}
+            "07c": Study("07c_run_length", tuple(s07c)),
+            "09": Study("09_fast_mode_validation", tuple(s09))}
 
 
 def plan(which: Sequence[str] = ("03", "04", "07"), **kw: Any) -> list[Cell]:
@@ -250,6 +258,8 @@ def plan(which: Sequence[str] = ("03", "04", "07"), **kw: Any) -> list[Cell]:
         order += [c for c in cells07b if c.factor != "minimal"]
     if "07c" in which:
         order += list(all_studies["07c"].cells)
+    if "09" in which:
+        order += list(all_studies["09"].cells)
     seen: set[str] = set()
     out = []
     for c in order:
@@ -336,6 +346,16 @@ COLUMNS = ("setting", "seed", "data_seed", "world", "factor", "level", "preset",
            "last_average_mAP@0.1:0.7", "last_boot_lo_mAP@0.5", "last_boot_hi_mAP@0.5",
            "last5_mAP@0.5", "last5_average_mAP@0.1:0.7", "first_detection_epoch",
            "consistency", "wall_time_s", "torch", "command")
+
+#: Extra columns of a study with fast-mode runs: what each run computed in.
+FAST_COLUMNS = ("precision", "aggregation_path")
+
+
+def columns_of(study: Study) -> tuple[str, ...]:
+    """The columns of a study's results file."""
+    return COLUMNS[:-1] + FAST_COLUMNS + COLUMNS[-1:] if any(c.fast for c in study.cells) \
+        else COLUMNS
+
 
 #: Bootstrap resamples of the test videos per run (95 % percentile interval).
 N_BOOT = 1000
@@ -440,6 +460,8 @@ def collect_row(cell: Cell, root: str | Path, cache: dict | None = None) -> dict
         "consistency": consistency,
         "wall_time_s": metrics.get("wall_time_s"),
         "torch": metrics.get("torch"),
+        "precision": metrics.get("precision", "fp32"),
+        "aggregation_path": metrics.get("aggregation_path"),
         "command": cell.command(),
     }
 
@@ -487,7 +509,7 @@ def write_study(study: Study, root: str | Path, out_dir: str | Path,
             rows.append(collect_row(cell, root, cache))
     order = {c.command(): i for i, c in enumerate(study.cells)}
     rows.sort(key=lambda r: order.get(r["command"], len(order)))
-    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    table = pd.DataFrame(rows, columns=list(columns_of(study)))
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / study.csv_name, table.to_csv(index=False))
     curves_path = out_dir / f"{study.name}_curves.csv"
@@ -515,7 +537,7 @@ def read_study(name: str, results_dir: str | Path | None = None) -> Any:
     folder = Path(results_dir or default_results_dir())
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such results folder")
-    return read_results(folder / study.csv_name, study.cells, COLUMNS)
+    return read_results(folder / study.csv_name, study.cells, columns_of(study))
 
 
 def read_curves(study: Study, results_dir: str | Path | None = None) -> Any:
@@ -882,6 +904,54 @@ def markdown_world_table(summary: Any, selection: str = "last",
     return "\n".join(out)
 
 
+def fast_validation(fast: Any, fp32: Any, selection: str = "last",
+                    metric: str = "mAP@0.5") -> tuple[Any, Any]:
+    """Study 09: fast-mode runs against the record's fp32 runs of the same (setting, seed,
+    data seed). Returns (per-run table: both values and fast − fp32; gap table: ECM −
+    pre-only in each precision with its 95 % t interval and verdict, and whether the
+    verdict is the same)."""
+    import numpy as np
+    import pandas as pd
+    col = SELECTIONS[selection] + metric
+    keys = ["setting", "seed", "data_seed"]
+    a = fast.set_index(keys)[col].rename("fast")
+    b = fp32.set_index(keys)[col].rename("fp32")
+    runs = pd.concat([a, b], axis=1, join="inner").reset_index()
+    runs["fast_minus_fp32"] = runs["fast"] - runs["fp32"]
+    rows = []
+    for name in ("fast", "fp32"):
+        wide = runs.pivot_table(index=["seed", "data_seed"], columns="setting", values=name)
+        if not {"ecm", "pre_only"} <= set(wide.columns):
+            continue
+        gap = (wide["ecm"] - wide["pre_only"]).dropna().to_numpy(np.float64)
+        mean, lo, hi = t_interval(gap)
+        rows.append({"precision": name, "n_pairs": int(gap.size), "gap": mean,
+                     "gap_lo": lo, "gap_hi": hi, "verdict": verdict(lo, hi)})
+    gaps = pd.DataFrame(rows, columns=["precision", "n_pairs", "gap", "gap_lo", "gap_hi",
+                                       "verdict"])
+    if len(gaps) == 2:
+        same = gaps["verdict"].iloc[0] == gaps["verdict"].iloc[1]
+        gaps["same_verdict"] = "yes" if same else "no"
+    return runs, gaps
+
+
+def markdown_fast_tables(runs: Any, gaps: Any, metric: str = "mAP@0.5") -> str:
+    """:func:`fast_validation` in points."""
+    out = [f"Each run in fast mode against the record's fp32 run of the same setting and "
+           f"seed ({metric}, last epoch)", "",
+           "| setting | seed | fast | fp32 (record) | fast − fp32 |", "| --- | --- | --- | --- | --- |"]
+    for r in runs.to_dict("records"):
+        out.append(f"| {r['setting']} | {r['seed']} | {_pct(r['fast'])} | {_pct(r['fp32'])} | "
+                   f"{_pct(r['fast_minus_fp32'])} |")
+    out += ["", "ECM − pre-only in each mode (paired by seed, 95 % t interval)", "",
+            "| mode | pairs | ECM − pre-only [95 % CI] | verdict | same verdict |",
+            "| --- | --- | --- | --- | --- |"]
+    for r in gaps.to_dict("records"):
+        out.append(f"| {r['precision']} | {r['n_pairs']} | {_pct(r['gap'])} [{_pct(r['gap_lo'])}, "
+                   f"{_pct(r['gap_hi'])}] | {r['verdict']} | {r.get('same_verdict', 'n/a')} |")
+    return "\n".join(out)
+
+
 def markdown_switch_table(effects: Any) -> str:
     """:func:`switch_effects` in points."""
     out = ["Each factor's effect on ECM's lead (lead with the factor − lead without it, "
@@ -930,6 +1000,10 @@ def readme_block(key: str, results_dir: str | Path | None = None) -> str:
         return (head + "\n\n" + markdown_world_table(w, "last", ("design", "world")) + "\n\n"
                 + markdown_switch_table(effects) + "\n\n"
                 + "What this says: " + world_sentences(w))
+    if key == "09":
+        fp32 = read_study(studies()["03"].name, results_dir)
+        runs, gaps = fast_validation(table, fp32[fp32["data_seed"] == 0])
+        return head + "\n\n" + markdown_fast_tables(runs, gaps)
     if key == "07c":
         curves = read_curves(study, results_dir)
         return head + "\n\n" + markdown_run_length_table(run_length_summary(table, curves))
@@ -1043,7 +1117,7 @@ def record_main(argv: list[str] | None = None) -> int:
         description="Train the runs of record (notebooks 03, 04, 07) at the paper protocol, "
                     "resumably, then collect them into data/results/<study>.csv.")
     parser.add_argument("--study", nargs="+", default=["03", "04", "07"],
-                        choices=["03", "04", "07", "07b", "07c"])
+                        choices=["03", "04", "07", "07b", "07c", "09"])
     parser.add_argument("--root", default="runs/record", help="run folders (default: %(default)s)")
     parser.add_argument("--results", default=None, help="results folder (default: data/results)")
     from .executor import add_executor_args, executor_options
@@ -1064,7 +1138,7 @@ def record_main(argv: list[str] | None = None) -> int:
         study = studies()[key]
         path = out / study.csv_name
         if path.is_file():
-            previous[key] = read_results(path, study.cells, COLUMNS)
+            previous[key] = read_results(path, study.cells, columns_of(study))
             recorded |= set(previous[key]["command"])
     if args.list:
         for c in cells:
@@ -1092,7 +1166,8 @@ def record_main(argv: list[str] | None = None) -> int:
 
 #: The cells of each study's quick check (a tiny grid through the same code as the record).
 QUICK_CELLS = {"03": ("ecm", "pre_only"), "04": ("fixed_transition", "independent_transition"),
-               "07": ("ecm", "pre_only"), "07b": ("ecm", "pre_only"), "07c": ("ecm", "pre_only")}
+               "07": ("ecm", "pre_only"), "07b": ("ecm", "pre_only"), "07c": ("ecm", "pre_only"),
+               "09": ("ecm", "pre_only")}
 #: The one world of each world study that its quick check trains.
 QUICK_WORLD = {"07": ("context", "off"), "07b": ("minimal", "all_off"), "07c": ("", "default")}
 QUICK_PROTOCOL = {"preset": "tiny", "epochs": 2, "eval_every": 1}

@@ -68,7 +68,7 @@ from .losses import LOSS_NAMES, compute_losses
 from .model import ECMNet, check_compatible, load_checkpoint
 from .safeload import load_checkpoint_file
 from .tblog import ScalarLog
-from . import runlock
+from . import runlock, speed
 
 # The synthetic benchmark each dataset falls back to when no real features are given, and
 # the values that differ from the paper config on it: a CPU-sized trunk and an evaluation
@@ -402,7 +402,22 @@ def config_differences(saved: dict[str, Any], cfg: ExperimentConfig,
         raise ValueError(f"{source}: cannot read the run's configuration ({err})") from None
     new = _flat_config(cfg.to_dict())
     keys = [*new, *(k for k in old if k not in new)]
-    return {k: (old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)}
+    diff = {k: (old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)}
+    # What fast mode resolves at run time is saved concrete: a request for it matches.
+    for key in RESOLVED_AT_RUN_TIME:
+        if key in diff and _asks_resolution(cfg, key):
+            del diff[key]
+    return diff
+
+
+#: Config keys whose request ('auto', 'fastest', fast mode) becomes a value when a run starts.
+RESOLVED_AT_RUN_TIME = ("train.precision", "model.aggregation")
+
+
+def _asks_resolution(cfg: ExperimentConfig, key: str) -> bool:
+    if key == "train.precision":
+        return cfg.train.fast or cfg.train.precision == "auto"
+    return cfg.train.fast or cfg.model.aggregation == "fastest"
 
 
 def _check_resume(cfg: ExperimentConfig, ckpt: dict[str, Any], resume: Path,
@@ -440,6 +455,18 @@ def _check_resume(cfg: ExperimentConfig, ckpt: dict[str, Any], resume: Path,
     if cfg.train.epochs < done:
         raise ValueError(f"cannot resume {resume}: it is at epoch {done} but train.epochs is "
                          f"{cfg.train.epochs}; pass --epochs {done} or more")
+
+
+def _resolve_speed(cfg: ExperimentConfig, ckpt: dict[str, Any] | None, device: torch.device,
+                   say: Callable[[str], None]) -> ExperimentConfig:
+    """``cfg`` with concrete precision and aggregation path: a resumed run keeps what its
+    checkpoint ran with, a new one resolves fast mode's requests (``ecmlib.speed``)."""
+    saved = (ckpt or {}).get("ecmlib_config")
+    if isinstance(saved, dict):
+        old = ExperimentConfig.from_dict(saved)
+        return cfg.with_overrides({"train.precision": old.train.precision,
+                                   "model.aggregation": old.model.aggregation})
+    return speed.resolve(cfg, device, say)
 
 
 def _check_same_run(ckpt_config: dict[str, Any], saved: dict[str, Any], resume: Path,
@@ -518,7 +545,7 @@ def _is_better(value: float, best: float) -> bool:
 
 def _environment(device: torch.device) -> dict[str, Any]:
     env = {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
-           "cpu_threads": torch.get_num_threads()}
+           "cpu_threads": torch.get_num_threads(), "cpu_bf16": speed.cpu_bf16()}
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
     return env
@@ -598,9 +625,13 @@ def _train(cfg: ExperimentConfig, data: tuple[FeatureSet, FeatureSet] | None = N
     else:
         existed = out_dir is not None and Path(out_dir).exists()
         run_dir = prepare_run_dir(out_dir, overwrite) if out_dir is not None else None
-    if cfg.train.num_threads:
-        torch.set_num_threads(cfg.train.num_threads)
+    threads, why = ((cfg.train.num_threads, "train.num_threads") if cfg.train.num_threads
+                    else speed.default_threads())
+    torch.set_num_threads(threads)
+    if not cfg.train.num_threads:
+        say(f"threads: {threads} ({why}; set train.num_threads to choose)")
     device = resolve_device(cfg.train.device)
+    cfg = _resolve_speed(cfg, ckpt, device, say)
     seed_everything(cfg.train.seed)
     try:
         train_set, test_set = data if data is not None else load_data(cfg)
@@ -670,7 +701,7 @@ def _train(cfg: ExperimentConfig, data: tuple[FeatureSet, FeatureSet] | None = N
             torch.set_rng_state(rng["torch"])
             if device.type == "cuda" and rng.get("cuda") is not None:
                 torch.cuda.set_rng_state(rng["cuda"], device)
-    use_bf16 = cfg.train.bf16 and device.type in ("cuda", "cpu")  # CPU: slow, but tested there
+    use_bf16 = cfg.train.precision == "bf16"
     background = cfg.loss.background and cfg.model.streams != "pre"
     bar = tqdm(range(start_epoch, cfg.train.epochs + 1), desc=f"ECM {cfg.name}", unit="epoch",
                disable=(not progress) if progress is not None else None, leave=True)
@@ -788,6 +819,8 @@ def _final_metrics(cfg: ExperimentConfig, history: list[dict[str, Any]], best: d
         "train_videos": len(train_set), "test_videos": len(test_set),
         "ground_truth": gt.describe(),
         "seed": cfg.train.seed,
+        "precision": cfg.train.precision,
+        "aggregation_path": "taps" if speed.uses_taps(cfg.model) else "features",
         **_environment(device),
     }
 

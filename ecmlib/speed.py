@@ -1,0 +1,138 @@
+"""Fast mode and the run's thread count: choices that change speed, and what they cost.
+
+``train.fast=true`` asks for everything here at once: ``train.precision=auto`` (bf16
+autocast where the hardware computes bf16 natively: a GPU with bf16, a CPU with AVX-512
+BF16 or AMX; fp32 elsewhere) and ``model.aggregation=fastest`` (the post/background
+streams' two aggregation paths, equal up to rounding, timed on a few training steps at the
+run's thread count). :func:`resolve` turns those requests into concrete values before the
+model is built; the run's ``config.json`` and ``metrics.json`` then say what ran. The
+record's default stays fp32 on the rule's path, which reproduces the committed results.
+
+:func:`default_threads` is the thread count of a run that does not set
+``train.num_threads``: torch's default (every core) is slower than one thread when another
+process keeps a core busy, so the default is one thread while another ecmlib run is
+active, else the physical cores not already busy.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_bf16(cpuinfo: Path = CPUINFO) -> str | None:
+    """The CPU's native bf16 instructions ('amx_bf16' or 'avx512_bf16'), or None."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return None
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+            break
+    for flag in ("amx_bf16", "avx512_bf16"):
+        if flag in flags:
+            return flag
+    return None
+
+
+def resolve_precision(asked: str, legacy_bf16: bool, device: torch.device) -> tuple[str, str]:
+    """('bf16' | 'fp32', why) for ``train.precision`` (and the legacy ``train.bf16``)."""
+    if legacy_bf16 or asked == "bf16":
+        return "bf16", "asked for"
+    if asked == "fp32":
+        return "fp32", "asked for"
+    if device.type == "cuda":
+        ok = torch.cuda.is_bf16_supported()
+        return ("bf16", "GPU with bf16") if ok else ("fp32", "GPU without bf16")
+    native = cpu_bf16()
+    return ("bf16", f"CPU with {native}") if native else ("fp32", "CPU without native bf16")
+
+
+def time_aggregation_paths(model_cfg: Any, batch: int, device: torch.device,
+                           steps: int = 3) -> dict[str, float]:
+    """Median seconds of one training step (forward, ECM losses, backward) on random
+    inputs of the run's shape, per aggregation path ('features', 'taps')."""
+    import dataclasses
+
+    from .losses import LossConfig, compute_losses
+    from .model import ECMNet
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, model_cfg.feat_dim, model_cfg.num_snippets, generator=gen).to(device)
+    y = (torch.rand(batch, model_cfg.num_classes, generator=gen) < 0.1).float().to(device)
+    y[:, 0] = 1.0  # every video has a label, as in training
+    out = {}
+    for path in ("features", "taps"):
+        model = ECMNet(dataclasses.replace(model_cfg, aggregation=path)).to(device).train()
+        times = []
+        for _ in range(steps + 1):  # the first step warms up
+            t0 = time.perf_counter()
+            loss = compute_losses(model(x, y), y, LossConfig(), model_cfg.streams)["loss_total"]
+            loss.backward()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        out[path] = sorted(times[1:])[len(times[1:]) // 2]
+    return out
+
+
+def resolve(cfg: Any, device: torch.device, log: Callable[[str], None] | None = None) -> Any:
+    """``cfg`` with fast mode's requests made concrete (precision, aggregation path)."""
+    say = log or (lambda _msg: None)
+    precision_asked = "auto" if cfg.train.fast and cfg.train.precision == "fp32" \
+        and not cfg.train.bf16 else cfg.train.precision
+    aggregation = "fastest" if cfg.train.fast and cfg.model.aggregation == "auto" \
+        else cfg.model.aggregation
+    precision, why = resolve_precision(precision_asked, cfg.train.bf16, device)
+    changes = {"train.precision": precision}
+    if precision_asked == "auto":
+        say(f"precision: {precision} ({why})")
+    if aggregation == "fastest" and cfg.model.streams != "pre":
+        times = time_aggregation_paths(cfg.model, cfg.train.batch_size, device)
+        aggregation = min(times, key=times.get)
+        say(f"aggregation path: {aggregation} (one step: features {1e3 * times['features']:.0f} "
+            f"ms, taps {1e3 * times['taps']:.0f} ms at {torch.get_num_threads()} thread(s))")
+    elif aggregation == "fastest":
+        aggregation = "auto"  # pre-only never aggregates
+    changes["model.aggregation"] = aggregation
+    return cfg.with_overrides(changes)
+
+
+def uses_taps(model_cfg: Any) -> bool:
+    """Whether a model of this config aggregates conv_1's taps (the path that ran)."""
+    from .model import prefer_taps
+    if model_cfg.aggregation in ("features", "taps"):
+        return model_cfg.aggregation == "taps"
+    return prefer_taps(model_cfg)
+
+
+def other_ecmlib_runs() -> int:
+    """How many other processes on this machine are ecmlib training runs."""
+    import psutil
+    me = os.getpid()
+    count = 0
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmd = proc.info.get("cmdline") or []
+        if proc.info["pid"] != me and "ecmlib" in cmd and "train" in cmd:
+            count += 1
+    return count
+
+
+def default_threads() -> tuple[int, str]:
+    """(threads, why) for a run that does not set ``train.num_threads``."""
+    import psutil
+    others = other_ecmlib_runs()
+    if others:
+        return 1, f"{others} other ecmlib run(s) active on this machine"
+    physical = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    busy = int(os.getloadavg()[0] + 0.5) if hasattr(os, "getloadavg") else 0
+    n = max(1, physical - busy)
+    return n, f"{physical} physical core(s), {busy} busy"

@@ -1,0 +1,85 @@
+"""Fast mode and the default thread count (ecmlib.speed): what is chosen, that it is
+recorded, and that a resumed or collected fast run still matches its request."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ecmlib import record, speed
+from ecmlib.train import config_differences, make_config, train
+
+
+def test_cpu_bf16_reads_the_flags(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16 amx_tile\n")
+    assert speed.cpu_bf16(info) == "avx512_bf16"
+    info.write_text("flags\t\t: fpu sse avx512f amx_bf16 avx512_bf16\n")
+    assert speed.cpu_bf16(info) == "amx_bf16"
+    info.write_text("flags\t\t: fpu sse avx2\n")
+    assert speed.cpu_bf16(info) is None
+    assert speed.cpu_bf16(tmp_path / "missing") is None
+
+
+@pytest.mark.parametrize("native, expected", [("amx_bf16", "bf16"), (None, "fp32")])
+def test_auto_precision_follows_the_cpu(monkeypatch, native, expected):
+    monkeypatch.setattr(speed, "cpu_bf16", lambda: native)
+    got, why = speed.resolve_precision("auto", False, torch.device("cpu"))
+    assert got == expected and (native or "without") in why
+    assert speed.resolve_precision("fp32", False, torch.device("cpu"))[0] == "fp32"
+    assert speed.resolve_precision("fp32", True, torch.device("cpu"))[0] == "bf16"  # legacy
+
+
+def test_a_fast_run_records_what_it_ran_and_resumes_on_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(speed, "cpu_bf16", lambda: "amx_bf16")
+    cfg = make_config("THUMOS14", synthetic="tiny", epochs=1,
+                      overrides=["train.fast=true", "train.num_threads=1"])
+    res = train(cfg, out_dir=tmp_path / "run", progress=False, log=None)
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["train"]["precision"] == "bf16"
+    assert saved["model"]["aggregation"] in ("features", "taps")
+    assert res.metrics["precision"] == "bf16"
+    assert res.metrics["aggregation_path"] == saved["model"]["aggregation"]
+    # The request (fast) matches what it resolved to: a resume or a collection accepts it.
+    assert config_differences(saved, cfg) == {}
+    # A plain fp32 request does not match a bf16 run.
+    plain = make_config("THUMOS14", synthetic="tiny", epochs=1, overrides=["train.num_threads=1"])
+    assert "train.precision" in config_differences(saved, plain)
+    res2 = train(cfg.with_overrides({"train.epochs": 2}), out_dir=tmp_path / "run",
+                 resume=tmp_path / "run", progress=False, log=None)
+    assert res2.metrics["precision"] == "bf16" and len(res2.history) == 2
+
+
+def test_the_record_default_is_unchanged_and_fast_cells_are_other_runs():
+    cell = record.studies()["03"].cells[0]
+    assert "train.fast" not in cell.command()
+    fast = record.studies()["09"].cells
+    assert len(fast) == 10 and all(c.fast and "train.fast=true" in c.command() for c in fast)
+    assert not {c.cell_id for c in fast} & {c.cell_id for c in record.studies()["03"].cells}
+    assert "precision" in record.columns_of(record.studies()["09"])
+    assert "precision" not in record.columns_of(record.studies()["03"])
+
+
+def test_default_threads_is_one_beside_another_run(monkeypatch):
+    monkeypatch.setattr(speed, "other_ecmlib_runs", lambda: 2)
+    assert speed.default_threads() == (1, "2 other ecmlib run(s) active on this machine")
+    monkeypatch.setattr(speed, "other_ecmlib_runs", lambda: 0)
+    n, why = speed.default_threads()
+    assert n >= 1 and "physical core" in why
+
+
+def test_fastest_path_is_one_of_the_two():
+    cfg = make_config("THUMOS14", synthetic="tiny", overrides=["model.aggregation=fastest"])
+    times = speed.time_aggregation_paths(cfg.model, 4, torch.device("cpu"), steps=1)
+    assert set(times) == {"features", "taps"} and all(t > 0 for t in times.values())
+    resolved = speed.resolve(cfg, torch.device("cpu"))
+    assert resolved.model.aggregation in ("features", "taps")
+
+
+@pytest.mark.parametrize("bad", ["train.precision=fp16", "model.aggregation=sideways",
+                                 "train.num_threads=0"])
+def test_bad_speed_settings_are_refused(bad):
+    with pytest.raises(ValueError):
+        make_config("THUMOS14", synthetic="tiny", overrides=[bad])
