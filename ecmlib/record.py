@@ -639,9 +639,6 @@ def _factor_column(table: Any) -> Any:
 def world_summary(table: Any) -> Any:
     """Notebook 07: per factor and level, ECM − pre-only (paired by seed) with 95 % t
     intervals, for each metric and model selection."""
-    import numpy as np
-    import pandas as pd
-    rows = []
     factor_col = _factor_column(table)
     factors = [f for f in WORLDS if f in set(factor_col)] or list(WORLDS)
     groups = []
@@ -717,8 +714,9 @@ def switch_effects(summary07: Any, summary07b: Any, selection: str = "last",
             if factor in WORLDS else (np.nan,) * 3
         add = effect(lead(summary07b, "add", factor), minimal)
         signs = [np.sign(e[0]) for e in (one, add) if np.isfinite(e[1]) and (e[1] > 0 or e[2] < 0)]
-        rows.append({"factor": factor, "one_at_a_time": one[0], "one_lo": one[1],
-                     "one_hi": one[2], "add_one": add[0], "add_lo": add[1], "add_hi": add[2],
+        rows.append({"factor": factor, "one_at_a_time": one[0], "one_at_a_time_lo": one[1],
+                     "one_at_a_time_hi": one[2], "add_one": add[0], "add_one_lo": add[1],
+                     "add_one_hi": add[2],
                      "agree": "n/a" if len(signs) < 2 else ("yes" if signs[0] == signs[1]
                                                              else "no")})
     return pd.DataFrame(rows)
@@ -904,6 +902,18 @@ def markdown_world_table(summary: Any, selection: str = "last",
     return "\n".join(out)
 
 
+def _md_table(caption: str, heads: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """A caption line, a blank line and a markdown table."""
+    out = [caption, "", "| " + " | ".join(heads) + " |", "|" + " --- |" * len(heads)]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    return out
+
+
+def _ci(r: Any, key: str) -> str:
+    """'value [lo, hi]' in points from r[key], r[key_lo] and r[key_hi]."""
+    return f"{_pct(r[key])} [{_pct(r[key + '_lo'])}, {_pct(r[key + '_hi'])}]"
+
+
 def fast_validation(fast: Any, fp32: Any, selection: str = "last",
                     metric: str = "mAP@0.5") -> tuple[Any, Any]:
     """Study 09: fast-mode runs against the record's fp32 runs of the same (setting, seed,
@@ -937,53 +947,46 @@ def fast_validation(fast: Any, fp32: Any, selection: str = "last",
 
 def markdown_fast_tables(runs: Any, gaps: Any, metric: str = "mAP@0.5") -> str:
     """:func:`fast_validation` in points."""
-    out = [f"Each run in fast mode against the record's fp32 run of the same setting and "
-           f"seed ({metric}, last epoch)", "",
-           "| setting | seed | fast | fp32 (record) | fast − fp32 |", "| --- | --- | --- | --- | --- |"]
-    for r in runs.to_dict("records"):
-        out.append(f"| {r['setting']} | {r['seed']} | {_pct(r['fast'])} | {_pct(r['fp32'])} | "
-                   f"{_pct(r['fast_minus_fp32'])} |")
-    out += ["", "ECM − pre-only in each mode (paired by seed, 95 % t interval)", "",
-            "| mode | pairs | ECM − pre-only [95 % CI] | verdict | same verdict |",
-            "| --- | --- | --- | --- | --- |"]
-    for r in gaps.to_dict("records"):
-        out.append(f"| {r['precision']} | {r['n_pairs']} | {_pct(r['gap'])} [{_pct(r['gap_lo'])}, "
-                   f"{_pct(r['gap_hi'])}] | {r['verdict']} | {r.get('same_verdict', 'n/a')} |")
+    out = _md_table(f"Each run in fast mode against the record's fp32 run of the same setting "
+                    f"and seed ({metric}, last epoch)",
+                    ["setting", "seed", "fast", "fp32 (record)", "fast − fp32"],
+                    [[r["setting"], str(r["seed"]), _pct(r["fast"]), _pct(r["fp32"]),
+                      _pct(r["fast_minus_fp32"])] for r in runs.to_dict("records")])
+    out += [""] + _md_table("ECM − pre-only in each mode (paired by seed, 95 % t interval)",
+                            ["mode", "pairs", "ECM − pre-only [95 % CI]", "verdict",
+                             "same verdict"],
+                            [[r["precision"], str(r["n_pairs"]), _ci(r, "gap"), r["verdict"],
+                              r.get("same_verdict", "n/a")] for r in gaps.to_dict("records")])
     return "\n".join(out)
 
 
 def markdown_switch_table(effects: Any) -> str:
     """:func:`switch_effects` in points."""
-    out = ["Each factor's effect on ECM's lead (lead with the factor − lead without it, "
-           "mAP@0.5 points, last epoch; bounds add the two worlds' 95 % half-widths)", "",
-           "| factor | one at a time (07: default − off) | add one (07b: add − minimal) | "
-           "signs agree |", "| --- | --- | --- | --- |"]
-    for r in effects.to_dict("records"):
-        out.append(f"| {r['factor']} | {_pct(r['one_at_a_time'])} [{_pct(r['one_lo'])}, "
-                   f"{_pct(r['one_hi'])}] | {_pct(r['add_one'])} [{_pct(r['add_lo'])}, "
-                   f"{_pct(r['add_hi'])}] | {r['agree']} |")
-    return "\n".join(out)
+    return "\n".join(_md_table(
+        "Each factor's effect on ECM's lead (lead with the factor − lead without it, mAP@0.5 "
+        "points, last epoch; bounds add the two worlds' 95 % half-widths)",
+        ["factor", "one at a time (07: default − off)", "add one (07b: add − minimal)",
+         "signs agree"],
+        [[r["factor"], _ci(r, "one_at_a_time"), _ci(r, "add_one"), r["agree"]]
+         for r in effects.to_dict("records")]))
 
 
 def markdown_run_length_table(rl: Any) -> str:
     """:func:`run_length_summary` in points."""
-    out = ["ECM and pre-only on the default world at twice the protocol's length (paired by "
-           "seed; change of the gap with its 95 % t interval)", "",
-           "| metric | pairs | ECM @150 | pre-only @150 | gap @150 | ECM @end | pre-only @end | "
-           "gap @end | change [95 % CI] | the gap |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for r in rl.to_dict("records"):
-        out.append(f"| {r['metric']} | {r['n_pairs']} | {_pct(r['ecm_mid'])} | "
-                   f"{_pct(r['pre_mid'])} | {_pct(r['gap_mid'])} | {_pct(r['ecm_end'])} | "
-                   f"{_pct(r['pre_end'])} | {_pct(r['gap_end'])} | {_pct(r['change'])} "
-                   f"[{_pct(r['change_lo'])}, {_pct(r['change_hi'])}] | {r['verdict']} |")
-    return "\n".join(out)
+    return "\n".join(_md_table(
+        "ECM and pre-only on the default world at twice the protocol's length (paired by "
+        "seed; change of the gap with its 95 % t interval)",
+        ["metric", "pairs", "ECM @150", "pre-only @150", "gap @150", "ECM @end",
+         "pre-only @end", "gap @end", "change [95 % CI]", "the gap"],
+        [[r["metric"], str(r["n_pairs"]), _pct(r["ecm_mid"]), _pct(r["pre_mid"]),
+          _pct(r["gap_mid"]), _pct(r["ecm_end"]), _pct(r["pre_end"]), _pct(r["gap_end"]),
+          _ci(r, "change"), r["verdict"]] for r in rl.to_dict("records")]))
 
 
 # -- README tables --------------------------------------------------------------------------
 
 README_MARKERS = {"03": "results-03", "04": "results-04", "07": "results-07",
-                  "07b": "results-07b", "07c": "results-07c"}
+                  "07b": "results-07b", "07c": "results-07c", "09": "results-09"}
 
 
 def readme_block(key: str, results_dir: str | Path | None = None) -> str:

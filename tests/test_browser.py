@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _servers import free_port, stop_session
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "05_detection_explorer.ipynb"
@@ -48,12 +48,6 @@ pytestmark = [
     pytest.mark.skipif(not CHROMIUM.is_file(),
                        reason=f"{CHROMIUM} not installed (apt-get install -y chromium)"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float) -> None:
@@ -109,7 +103,7 @@ def voila_url():
         nb_dir.mkdir()
         (Path(tmp) / "figures").mkdir()  # the notebook's ../figures
         shutil.copy2(NOTEBOOK, nb_dir / NOTEBOOK.name)
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "WORKBOOK_QUICK": "1", "TQDM_DISABLE": "1"}
         env.pop("MPLBACKEND", None)  # the notebook selects the inline backend itself
         log = Path(tmp) / "voila.log"
@@ -122,14 +116,7 @@ def voila_url():
             _wait_for_port(port, proc, log, SERVER_START_S)
             yield f"http://127.0.0.1:{port}/", log
         finally:
-            # The server and its kernel share the new session: stop them together.
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=10)
+            stop_session(proc)  # the server and its kernel share the new session
 
 
 def _fields(marker: str) -> dict:

@@ -13,8 +13,6 @@ import json
 import os
 import secrets
 import shlex
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,17 +21,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from _servers import free_port, stop_session
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p.name for p in (REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 START_S = 120      # the server answering /api/status
 KERNEL_S = 120     # a kernel answering one execute_request
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _lab_command(port: int, token: str) -> str:
@@ -72,7 +65,7 @@ def _wait_until_up(base: str, token: str, proc: subprocess.Popen, log: Path) -> 
 
 @pytest.fixture
 def lab(tmp_path):
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     cmd = _lab_command(port, token)
     log = tmp_path / "lab.log"
     # A private Jupyter runtime folder, so the test leaves no server files behind.
@@ -85,13 +78,7 @@ def lab(tmp_path):
         _wait_until_up(base, token, proc, log)
         yield base, token, log
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        stop_session(proc)
 
 
 def _first_code_cell(name: str) -> str:

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from ecmlib import runlock
 from ecmlib.cli import main

@@ -367,3 +367,58 @@ def test_the_minimal_world_is_planned_first():
     cells = record.plan(["07b", "07c"])
     assert [c.factor for c in cells[:6]] == ["minimal"] * 6
     assert cells[-1].epochs == 300
+
+
+# -- 07b / 07c / 09 analyses, on hand-made tables -----------------------------------------
+
+def _runs(rows):
+    cols = {c: np.nan for c in record.COLUMNS}
+    return pd.DataFrame([{**cols, **r} for r in rows])
+
+
+def test_run_length_summary_by_hand():
+    table = _runs([{"setting": s, "seed": seed, "epochs": 300,
+                    "last_mAP@0.5": v, "last_average_mAP@0.1:0.7": v}
+                   for s, seed, v in [("ecm", 0, 0.30), ("pre_only", 0, 0.20),
+                                      ("ecm", 1, 0.32), ("pre_only", 1, 0.20)]])
+    curves = pd.DataFrame([{"setting": s, "seed": seed, "epoch": 150, "mAP@0.5": v,
+                            "average_mAP@0.1:0.7": v}
+                           for s, seed, v in [("ecm", 0, 0.25), ("pre_only", 0, 0.20),
+                                              ("ecm", 1, 0.26), ("pre_only", 1, 0.20)]])
+    r = record.run_length_summary(table, curves).iloc[0]
+    assert r["epoch_mid"] == 150 and r["epoch_end"] == 300 and r["n_pairs"] == 2
+    assert abs(r["gap_mid"] - 0.055) < 1e-12 and abs(r["gap_end"] - 0.11) < 1e-12
+    # changes 0.05 and 0.06: mean 0.055, sd 0.00707, t(0.975, 1) = 12.706
+    half = 12.706204736 * 0.00707106781 / np.sqrt(2)
+    assert abs(r["change"] - 0.055) < 1e-12 and abs(r["change_lo"] - (0.055 - half)) < 1e-6
+    assert r["verdict"] == "holds"  # two pairs: [-0.009, +0.119] still holds zero
+
+
+def test_switch_effects_by_hand():
+    def summ(rows):
+        return pd.DataFrame([{"factor": f, "level": lvl, "selection": "last", "metric": "mAP@0.5",
+                              "diff": d, "diff_lo": d - h, "diff_hi": d + h}
+                             for f, lvl, d, h in rows])
+    s07 = summ([("context", "default", 0.07, 0.02), ("context", "off", 0.01, 0.01)])
+    s07b = summ([("minimal", "all_off", 0.06, 0.01), ("add", "context", 0.13, 0.02)])
+    e = record.switch_effects(s07, s07b).set_index("factor")
+    assert abs(e.loc["context", "one_at_a_time"] - 0.06) < 1e-12
+    assert abs(e.loc["context", "one_at_a_time_lo"] - 0.03) < 1e-12   # 0.06 - (0.02 + 0.01)
+    assert abs(e.loc["context", "add_one"] - 0.07) < 1e-12
+    assert e.loc["context", "agree"] == "yes"
+    assert e.loc["boundary", "agree"] == "n/a"  # not measured
+
+
+def test_fast_validation_by_hand():
+    def rows(values):
+        return _runs([{"setting": s, "seed": seed, "data_seed": 0, "last_mAP@0.5": v}
+                      for (s, seed), v in values.items()])
+    fp32 = rows({("ecm", 0): 0.20, ("pre_only", 0): 0.14, ("ecm", 1): 0.22,
+                 ("pre_only", 1): 0.13})
+    fast = rows({("ecm", 0): 0.21, ("pre_only", 0): 0.14, ("ecm", 1): 0.21,
+                 ("pre_only", 1): 0.12})
+    runs, gaps = record.fast_validation(fast, fp32)
+    assert sorted(np.round(runs["fast_minus_fp32"], 6)) == [-0.01, -0.01, 0.0, 0.01]
+    g = gaps.set_index("precision")
+    assert abs(g.loc["fast", "gap"] - 0.08) < 1e-12 and abs(g.loc["fp32", "gap"] - 0.075) < 1e-12
+    assert set(gaps["same_verdict"]) == {"yes" if g.loc["fast", "verdict"] == g.loc["fp32", "verdict"] else "no"}
