@@ -98,6 +98,8 @@ class TrainConfig:
         if self.precision not in ("fp32", "bf16", "auto"):
             raise ValueError(f"TrainConfig: train.precision must be fp32, bf16 or auto, "
                              f"got {self.precision!r}")
+        if self.bf16:  # the legacy switch (and configs saved before precision existed)
+            self.precision = "bf16"
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"TrainConfig: train.num_threads must be >= 1 (or none for the "
                              f"default), got {self.num_threads}")

@@ -34,6 +34,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import as_completed
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -193,12 +194,23 @@ def _seed_major(settings: Sequence[str], seeds: Iterable[int], data_seed: int,
 
 
 def studies(seeds: int = 5, data_seeds: Sequence[int] = (1, 2), world_seeds: int = 3,
-            protocol: dict[str, Any] | None = None) -> dict[str, Study]:
-    """The three studies of record: '03', '04' and '07' (cells in run order).
+            protocol: dict[str, Any] | None = None, fast: bool = False) -> dict[str, Study]:
+    """The studies of record: '03', '04', '07', '07b', '07c' and '09' (cells in run order).
 
     ``protocol`` changes ``preset``, ``epochs``, ``eval_every`` or ``threads`` of every cell
-    (the notebooks' quick mode runs a tiny grid through the same code this way).
+    (the notebooks' quick mode runs a tiny grid through the same code this way). ``fast``
+    gives every study's cells in fast mode, as studies of their own (``<name>_fast``,
+    ``record --fast``); 09 is fast already and is left out.
     """
+    every = _studies(seeds, data_seeds, world_seeds, protocol)
+    if not fast:
+        return every
+    return {k: Study(f"{v.name}_fast", tuple(dataclasses.replace(c, fast=True) for c in v.cells))
+            for k, v in every.items() if k != "09"}
+
+
+def _studies(seeds: int, data_seeds: Sequence[int], world_seeds: int,
+             protocol: dict[str, Any] | None) -> dict[str, Study]:
     from .ablation import EQUIVALENT_LOSS_SETTINGS, TRANSITION_SETTINGS
     proto = dict(protocol or {})
     unknown = set(proto) - {"preset", "epochs", "eval_every", "threads"}
@@ -288,8 +300,10 @@ def run_cell(cell: Cell, root: str | Path, python: str | None = None,
     run_dir = root / cell.cell_id
     if is_done(root, cell):
         return run_dir
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
+    from .runlock import hold
+    with hold(run_dir, "run of this cell"):  # never delete a folder a live run writes
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     logfile = root / f"{cell.cell_id}.log"
     cmd = [python or sys.executable, "-m", "ecmlib", *cell.argv(), "--out", str(run_dir)]
@@ -737,19 +751,21 @@ def run_length_summary(table: Any, curves: Any, at: int | None = None) -> Any:
         end = table.pivot_table(index="seed", columns="setting", values="last_" + metric)
         if not {"ecm", "pre_only"} <= set(mid.columns) & set(end.columns):
             continue
-        seeds = mid.index.intersection(end.index)
-        gap_mid = (mid.loc[seeds, "ecm"] - mid.loc[seeds, "pre_only"]).to_numpy(np.float64)
-        gap_end = (end.loc[seeds, "ecm"] - end.loc[seeds, "pre_only"]).to_numpy(np.float64)
+        both = pd.concat([mid[["ecm", "pre_only"]].add_suffix("_mid"),
+                          end[["ecm", "pre_only"]].add_suffix("_end")], axis=1).dropna()
+        seeds = both.index
+        gap_mid = (both["ecm_mid"] - both["pre_only_mid"]).to_numpy(np.float64)
+        gap_end = (both["ecm_end"] - both["pre_only_end"]).to_numpy(np.float64)
         change, lo, hi = t_interval(gap_end - gap_mid)
         word = {"better": "grows", "worse": "shrinks", "no difference": "holds"}.get(
             verdict(lo, hi), "n/a")
         last_epoch = int(table["epochs"].max())
         rows.append({"metric": metric, "n_pairs": int(len(seeds)), "epoch_mid": at,
                      "epoch_end": last_epoch,
-                     "ecm_mid": float(mid.loc[seeds, "ecm"].mean()),
-                     "pre_mid": float(mid.loc[seeds, "pre_only"].mean()),
-                     "ecm_end": float(end.loc[seeds, "ecm"].mean()),
-                     "pre_end": float(end.loc[seeds, "pre_only"].mean()),
+                     "ecm_mid": float(both["ecm_mid"].mean()),
+                     "pre_mid": float(both["pre_only_mid"].mean()),
+                     "ecm_end": float(both["ecm_end"].mean()),
+                     "pre_end": float(both["pre_only_end"].mean()),
                      "gap_mid": float(gap_mid.mean()), "gap_end": float(gap_end.mean()),
                      "change": change, "change_lo": lo, "change_hi": hi, "verdict": word})
     return pd.DataFrame(rows)
@@ -976,9 +992,10 @@ def markdown_run_length_table(rl: Any) -> str:
     return "\n".join(_md_table(
         "ECM and pre-only on the default world at twice the protocol's length (paired by "
         "seed; change of the gap with its 95 % t interval)",
-        ["metric", "pairs", "ECM @150", "pre-only @150", "gap @150", "ECM @end",
-         "pre-only @end", "gap @end", "change [95 % CI]", "the gap"],
-        [[r["metric"], str(r["n_pairs"]), _pct(r["ecm_mid"]), _pct(r["pre_mid"]),
+        ["metric", "pairs", "epochs", "ECM (mid)", "pre-only (mid)", "gap (mid)", "ECM (end)",
+         "pre-only (end)", "gap (end)", "change of ECM − pre-only [95 % CI]", "ECM's lead"],
+        [[r["metric"], str(r["n_pairs"]), f"{r['epoch_mid']} → {r['epoch_end']}",
+          _pct(r["ecm_mid"]), _pct(r["pre_mid"]),
           _pct(r["gap_mid"]), _pct(r["ecm_end"]), _pct(r["pre_end"]), _pct(r["gap_end"]),
           _ci(r, "change"), r["verdict"]] for r in rl.to_dict("records")]))
 
@@ -1129,8 +1146,14 @@ def record_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--collect-only", action="store_true",
                         help="do not train: collect the finished cells only")
     parser.add_argument("--list", action="store_true", help="print each cell's command and exit")
+    parser.add_argument("--fast", action="store_true",
+                        help="every run in fast mode (train.fast=true), into <study>_fast.csv: "
+                             "numbers that differ from the record by rounding (see study 09)")
     args = parser.parse_args(argv)
-    cells = plan(args.study)
+    if args.fast and "09" in args.study:
+        parser.error("--fast: study 09 is fast mode already")
+    all_studies = studies(fast=args.fast)
+    cells = plan(args.study, fast=args.fast)
     from .results import read_results
     out = Path(args.results or default_results_dir())
     # Runs already in a results file (e.g. trained in an earlier session) are not re-run;
@@ -1138,7 +1161,7 @@ def record_main(argv: list[str] | None = None) -> int:
     previous: dict[str, Any] = {}
     recorded: set[str] = set()
     for key in args.study:
-        study = studies()[key]
+        study = all_studies[key]
         path = out / study.csv_name
         if path.is_file():
             previous[key] = read_results(path, study.cells, columns_of(study))
@@ -1156,7 +1179,7 @@ def record_main(argv: list[str] | None = None) -> int:
     jobs = opts.pop("jobs")
     failures = [] if args.collect_only else run_cells(todo, args.root, jobs, **opts)
     for key in args.study:
-        study = studies()[key]
+        study = all_studies[key]
         table = write_study(study, args.root, out, previous.get(key))
         print(f"{out / study.csv_name}: {len(table)} of {len(study.cells)} runs")
     if failures:

@@ -110,4 +110,5 @@ def _is_integer(value: Any) -> bool:
         x = float(value)
     except (TypeError, ValueError):
         return False
-    return x == x and x == int(x) and not isinstance(value, bool)
+    import math
+    return math.isfinite(x) and x == int(x) and not isinstance(value, bool)

@@ -6,7 +6,7 @@ files into a run that is neither. :func:`hold` takes an exclusive, non-blocking
 writer gets :class:`FolderBusyError` naming that process. The lock is the operating
 system's (``flock``): a writer killed by any signal releases it, so the next one takes over
 with no stale-lock cleanup. The lock file lies beside the folder, not in it, so the folder
-holds only what the run writes.
+holds only what the run writes (``.<name>.lock`` and ``.<name>.lock.holder``).
 """
 
 from __future__ import annotations
@@ -28,13 +28,19 @@ class FolderBusyError(RuntimeError):
 
 def lock_path(folder: str | Path) -> Path:
     """The lock file that guards ``folder``."""
-    folder = Path(folder).absolute()
+    folder = Path(folder).resolve()  # one lock whatever the spelling (links, '..')
     return folder.parent / f".{folder.name}.lock"
+
+
+def _info(path: Path) -> Path:
+    """Who holds the lock: beside the lock file (some filelock versions truncate the lock
+    file itself on every attempt)."""
+    return path.with_name(path.name + ".holder")
 
 
 def _holder(path: Path) -> str:
     try:
-        info = json.loads(path.read_text())
+        info = json.loads(_info(path).read_text())
         return f"pid {info['pid']} on {info['host']} since {info['since']}"
     except (OSError, ValueError, KeyError):
         return "another process"
@@ -53,8 +59,7 @@ def hold(folder: str | Path, what: str = "run") -> Iterator[None]:
             f"{folder}: held by {_holder(path)} (another {what} writes into this folder); "
             f"wait for it to finish, or choose another --out") from None
     try:
-        # The lock is on the open file, so rewriting its content does not release it.
-        path.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+        _info(path).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                     "since": datetime.now().isoformat(timespec="seconds")}))
         yield
     finally:

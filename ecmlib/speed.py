@@ -7,6 +7,7 @@ streams' two aggregation paths, equal up to rounding, timed on a few training st
 run's thread count). :func:`resolve` turns those requests into concrete values before the
 model is built; the run's ``config.json`` and ``metrics.json`` then say what ran. The
 record's default stays fp32 on the rule's path, which reproduces the committed results.
+Fast mode with fp32 is not a combination: ask for ``model.aggregation=fastest`` alone.
 
 :func:`default_threads` is the thread count of a run that does not set
 ``train.num_threads``: torch's default (every core) is slower than one thread when another
@@ -127,8 +128,15 @@ def other_ecmlib_runs() -> int:
 
 
 def default_threads() -> tuple[int, str]:
-    """(threads, why) for a run that does not set ``train.num_threads``."""
+    """(threads, why) for a run that does not set ``train.num_threads``: a grid's share
+    when the run is one cell of a grid (``ECMLIB_RUN_THREADS``), else one thread beside
+    another ecmlib run, else the physical cores not already busy."""
     import psutil
+
+    from .executor import THREADS_ENV
+    share = os.environ.get(THREADS_ENV, "")
+    if share.isdigit() and int(share) > 0:
+        return int(share), f"this grid cell's share, {THREADS_ENV}"
     others = other_ecmlib_runs()
     if others:
         return 1, f"{others} other ecmlib run(s) active on this machine"

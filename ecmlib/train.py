@@ -377,7 +377,9 @@ def _check_nothing_lost(run_dir: Path) -> None:
     if (run_dir / "history.csv").is_file():
         lines = (run_dir / "history.csv").read_text().splitlines()
         epochs = max(len(lines) - 1, 0)
-    if epochs:
+    # history.csv is written just before last.pth: one epoch ahead of it is a kill between
+    # the two (the run starts over); more means last.pth was lost.
+    if epochs > 1:
         raise ValueError(f"{run_dir}: history.csv records {epochs} epoch(s) but last.pth is "
                          f"missing, so the run cannot continue; restore last.pth, or train "
                          f"again into a new --out")
@@ -563,10 +565,10 @@ def train(cfg: ExperimentConfig, data: tuple[FeatureSet, FeatureSet] | None = No
     """
     if out_dir is None:
         return _train(cfg, data, out_dir, overwrite, progress, resume, log)
-    folder = Path(out_dir)
-    existed = folder.exists()
-    was_empty = not existed or (folder.is_dir() and not any(folder.iterdir()))
-    with runlock.hold(folder, "train"):
+    with runlock.hold(out_dir, "train"):
+        folder = Path(out_dir).resolve()  # through a link, the folder it names
+        existed = folder.exists()
+        was_empty = not existed or (folder.is_dir() and not any(folder.iterdir()))
         try:
             return _train(cfg, data, out_dir, overwrite, progress, resume, log)
         except BaseException:

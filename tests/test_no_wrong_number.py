@@ -206,3 +206,83 @@ time.sleep(120)
         time.sleep(0.2)
     alive = psutil.pid_exists(worker) and psutil.Process(worker).status() != psutil.STATUS_ZOMBIE
     assert not alive, "the pool worker outlived its killed driver"
+
+
+# -- found in review: legitimate resumes, link spellings, infinities ---------------------
+
+def _killed_run(tmp_path: Path, kill_at: str, *sets: str) -> tuple[list[str], Path]:
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "ecmlib", *TINY, "--epochs", "3", "--out", str(run),
+           "--set", "train.num_threads=1", "eval.eval_every=1", *sets]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ECMLIB_TENSORBOARD": "0",
+           "ECMLIB_TEST_KILL_AT": kill_at}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, timeout=300)
+    assert proc.returncode != 0  # killed
+    return cmd, run
+
+
+def _resume(cmd: list[str], run: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ECMLIB_TENSORBOARD": "0"}
+    env.pop("ECMLIB_TEST_KILL_AT", None)
+    return subprocess.run([*cmd[:cmd.index("--out")], "--resume", str(run),
+                           *cmd[cmd.index("--set"):]], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_a_legacy_bf16_run_resumes_in_bf16(tmp_path):
+    cmd, run = _killed_run(tmp_path, "history:2", "train.bf16=true")
+    proc = _resume(cmd, run, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["precision"] == "bf16" and metrics["epochs"] == 3
+
+
+def test_a_kill_between_history_and_the_first_last_pth_starts_over(tmp_path):
+    cmd, run = _killed_run(tmp_path, "history:1")
+    assert not (run / "last.pth").exists() and (run / "history.csv").is_file()
+    proc = _resume(cmd, run, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "starting over" in proc.stdout + proc.stderr
+
+
+def test_one_lock_whatever_the_spelling_of_the_folder(tmp_path):
+    real = tmp_path / "real"
+    (real / "sub").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(real)
+    with runlock.hold(real):
+        for other in (tmp_path / "link", real / "sub" / "..", Path(str(real) + "/")):
+            with pytest.raises(runlock.FolderBusyError):
+                with runlock.hold(other):
+                    pass
+
+
+def test_an_infinite_integer_is_refused_by_name(tmp_path, capsys):
+    import pandas as pd
+    res = tmp_path / "res"
+    shutil.copytree(ROOT / "data" / "results", res)
+    path = res / "04_ablation_weight_transition.csv"
+    t = pd.read_csv(path)
+    t["best_epoch"] = t["best_epoch"].astype(float)
+    t.loc[0, "best_epoch"] = float("inf")
+    t.to_csv(path, index=False)
+    rc, text = _cli(["record", "--study", "04", "--results", str(res), "--list"], capsys)
+    assert rc == 2 and "column 'best_epoch': inf is not an integer" in text
+
+
+def test_a_grid_cell_takes_its_share_of_threads(monkeypatch):
+    from ecmlib import speed
+    monkeypatch.setenv("ECMLIB_RUN_THREADS", "3")
+    assert speed.default_threads()[0] == 3
+
+
+def test_a_failed_run_through_a_linked_out_leaves_it_reusable(tmp_path, capsys):
+    target = tmp_path / "target"
+    target.mkdir()
+    (tmp_path / "link").symlink_to(target)
+    args = [*TINY, "--epochs", "1", "--out", str(tmp_path / "link"), "--set",
+            "train.num_threads=1"]
+    rc, text = _cli([*args, "eval.selection_metric=bogus"], capsys)
+    assert rc == 2 and "bogus" in text
+    assert target.is_dir() and list(target.iterdir()) == []  # emptied, kept (it was the user's)
+    rc, text = _cli(args, capsys)
+    assert rc == 0, text

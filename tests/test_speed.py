@@ -83,3 +83,17 @@ def test_fastest_path_is_one_of_the_two():
 def test_bad_speed_settings_are_refused(bad):
     with pytest.raises(ValueError):
         make_config("THUMOS14", synthetic="tiny", overrides=[bad])
+
+
+def test_record_fast_gives_fast_studies_of_their_own(capsys):
+    from ecmlib.cli import main
+    fast = record.studies(fast=True)
+    assert "09" not in fast and fast["03"].name == "03_ablation_equivalent_loss_fast"
+    assert all(c.fast for s in fast.values() for c in s.cells)
+    # 09's cells are the fast runs of 03's ECM and pre-only on data seed 0: trained once.
+    assert {c.command() for c in record.studies()["09"].cells} <= \
+        {c.command() for c in fast["03"].cells}
+    assert main(["record", "--study", "04", "--fast", "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 15 and all(ln.startswith("todo") and "train.fast=true" in ln
+                                    for ln in lines)
