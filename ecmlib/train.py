@@ -571,13 +571,14 @@ def train(cfg: ExperimentConfig, data: tuple[FeatureSet, FeatureSet] | None = No
         was_empty = not existed or (folder.is_dir() and not any(folder.iterdir()))
         try:
             return _train(cfg, data, out_dir, overwrite, progress, resume, log)
-        except BaseException:
+        except BaseException as err:
             if was_empty and folder.is_dir() and not (folder / "last.pth").exists():
                 # Everything in it is this run's: remove it (the folder too, if ours).
                 shutil.rmtree(folder, ignore_errors=True)
                 if existed:
                     folder.mkdir(exist_ok=True)
-            elif (folder / "last.pth").exists() and log:
+            elif (folder / "last.pth").exists() and log and not isinstance(err, ValueError):
+                # (a ValueError is a refused setting or input: nothing ran to continue)
                 log(f"{folder}: the epochs saved so far are kept; continue with the same "
                     f"command plus --resume {folder}")
             raise
