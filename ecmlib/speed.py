@@ -26,6 +26,8 @@ from typing import Any
 import torch
 
 CPUINFO = Path("/proc/cpuinfo")
+#: Set to 1 by ``sweep --fast``: every config ``make_config`` builds is in fast mode.
+FAST_ENV = "ECMLIB_FAST"
 
 
 def cpu_bf16(cpuinfo: Path = CPUINFO) -> str | None:

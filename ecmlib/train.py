@@ -112,6 +112,9 @@ def make_config(dataset: str = "THUMOS14", synthetic: str | None = None,
                 epochs: int | None = None) -> ExperimentConfig:
     """The preset of ``dataset``, pointed at real features or a synthetic preset, plus overrides.
 
+    ``ECMLIB_FAST=1`` in the environment (what ``sweep --fast`` sets for its runs) turns fast
+    mode on before the overrides, which may still turn it off.
+
     Without ``data_root`` the dataset's synthetic mini benchmark is used; its feature width
     and snippet count come from the synthetic preset, and ``SYNTHETIC_OVERRIDES`` size the
     trunk for a CPU. User overrides are applied last and win.
@@ -135,6 +138,8 @@ def make_config(dataset: str = "THUMOS14", synthetic: str | None = None,
         cfg = cfg.with_overrides(base)
     if epochs is not None:
         cfg = cfg.with_overrides({"train.epochs": epochs})
+    if os.environ.get(speed.FAST_ENV) == "1":  # a grid run with --fast (sweep --fast)
+        cfg = cfg.with_overrides({"train.fast": True})
     if overrides:
         cfg = cfg.with_overrides(overrides)
     return cfg

@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 
 from . import runlock
 from .executor import add_executor_args, cores, executor_options, open_executor
+from .speed import FAST_ENV
 from .io import atomic_write_json, atomic_write_text, prepare_run_dir
 
 __all__ = [
@@ -851,6 +852,7 @@ def quick_overrides(notebook: str | Path) -> set[str]:
 def _grid_spec(notebook: Path, grid: Mapping[str, Sequence[Any]], quick: bool) -> dict:
     """What identifies a sweep folder's grid (compared when a sweep is resumed)."""
     return {"notebook": notebook.name, "quick": bool(quick),
+            "fast": os.environ.get(FAST_ENV) == "1",
             "grid": json.loads(json.dumps([[k, list(v)] for k, v in grid.items()]))}
 
 
@@ -866,11 +868,13 @@ def _sweep_folder(out_dir: str | Path | None, notebook: Path, spec: dict) -> tup
                 raise ValueError(f"{stored_file}: unreadable ({err}); cannot resume it") from None
             have = {"notebook": Path(str(stored.get("notebook", ""))).name,
                     "quick": bool(stored.get("quick", False)),
+                    "fast": bool(stored.get("fast", False)),
                     "grid": [[k, list(v)] for k, v in (stored.get("grid") or {}).items()]}
             if have != spec:
                 def show(s: dict) -> str:
                     grid = " ".join(f"-p {k} {' '.join(map(str, v))}" for k, v in s["grid"])
-                    return f"{s['notebook']} {grid}{' --quick' if s['quick'] else ''}"
+                    return (f"{s['notebook']} {grid}{' --quick' if s['quick'] else ''}"
+                            f"{' --fast' if s.get('fast') else ''}")
                 raise ValueError(
                     f"{path} holds a sweep of a different grid, so it cannot be resumed:\n"
                     f"  in the folder: {show(have)}\n  this command:  {show(spec)}\n"
@@ -997,7 +1001,8 @@ def _sweep_in(notebook: Path, grid: Mapping[str, Sequence[Any]], out_path: Path,
                    f"cell(s) already done, {len(todo)} to run")
     info: dict[str, Any] = {
         "command": command, "notebook": str(notebook), "grid": {k: list(v) for k, v in grid.items()},
-        "quick": quick, "jobs": jobs, "timeout_per_cell_s": timeout,
+        "quick": quick, "fast": os.environ.get(FAST_ENV) == "1", "jobs": jobs,
+        "timeout_per_cell_s": timeout,
         "metrics": list(metrics) if metrics else None, "status": "running",
         "started": datetime.now().isoformat(timespec="seconds"),
         "kept": [job_list[i]["name"] for i in range(len(job_list)) if records[i] is not None],
@@ -1109,6 +1114,9 @@ def _sweep_parser() -> argparse.ArgumentParser:
     p.add_argument("--rerun-failed", action="store_true",
                    help="when resuming, run the failed cells again (default: keep their record)")
     p.add_argument("--quick", action="store_true", help="pass quick=True to every run")
+    p.add_argument("--fast", action="store_true",
+                   help="every training in fast mode (train.fast=true: bf16 where native, the "
+                        "fastest aggregation path); numbers differ from fp32 by rounding")
     p.add_argument("--metric", nargs="+", help="aggregate only these metrics (default: all numeric)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                    help=f"seconds per cell (default {DEFAULT_TIMEOUT_S})")
@@ -1128,6 +1136,11 @@ def sweep_main(argv: list[str] | None = None) -> int:
         where = executor_options(args)
         if args.show_job_script:
             return _show_job_script(where)
+        if args.fast:
+            if where.get("scheduler") or where.get("slurm"):
+                raise ValueError(f"--fast reaches the runs of this machine's executors; on a "
+                                 f"cluster, set {FAST_ENV}=1 in the workers' environment")
+            os.environ[FAST_ENV] = "1"  # inherited by the pool's workers and their kernels
         records, table, out_path = _execute_sweep(
             args.notebook, args.grid, args.out, where.pop("jobs"), args.quick, args.timeout,
             args.metric, "python -m ecmlib sweep " + " ".join(argv),
