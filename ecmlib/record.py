@@ -942,7 +942,10 @@ def fast_validation(fast: Any, fp32: Any, selection: str = "last",
     keys = ["setting", "seed", "data_seed"]
     a = fast.set_index(keys)[col].rename("fast")
     b = fp32.set_index(keys)[col].rename("fp32")
-    runs = pd.concat([a, b], axis=1, join="inner").reset_index()
+    runs = pd.concat([a, b], axis=1, join="inner")
+    if "aggregation_path" in fast:
+        runs["path"] = fast.set_index(keys)["aggregation_path"]
+    runs = runs.reset_index()
     runs["fast_minus_fp32"] = runs["fast"] - runs["fp32"]
     rows = []
     for name in ("fast", "fp32"):
@@ -965,9 +968,11 @@ def markdown_fast_tables(runs: Any, gaps: Any, metric: str = "mAP@0.5") -> str:
     """:func:`fast_validation` in points."""
     out = _md_table(f"Each run in fast mode against the record's fp32 run of the same setting "
                     f"and seed ({metric}, last epoch)",
-                    ["setting", "seed", "fast", "fp32 (record)", "fast − fp32"],
-                    [[r["setting"], str(r["seed"]), _pct(r["fast"]), _pct(r["fp32"]),
-                      _pct(r["fast_minus_fp32"])] for r in runs.to_dict("records")])
+                    ["setting", "seed", "fast", "its aggregation path", "fp32 (record)",
+                     "fast − fp32"],
+                    [[r["setting"], str(r["seed"]), _pct(r["fast"]), str(r.get("path", "—")),
+                      _pct(r["fp32"]), _pct(r["fast_minus_fp32"])]
+                     for r in runs.to_dict("records")])
     out += [""] + _md_table("ECM − pre-only in each mode (paired by seed, 95 % t interval)",
                             ["mode", "pairs", "ECM − pre-only [95 % CI]", "verdict",
                              "same verdict"],

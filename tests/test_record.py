@@ -422,3 +422,17 @@ def test_fast_validation_by_hand():
     g = gaps.set_index("precision")
     assert abs(g.loc["fast", "gap"] - 0.08) < 1e-12 and abs(g.loc["fp32", "gap"] - 0.075) < 1e-12
     assert set(gaps["same_verdict"]) == {"yes" if g.loc["fast", "verdict"] == g.loc["fp32", "verdict"] else "no"}
+
+
+def test_readme_fast_mode_claims_hold():
+    """The prose under the 09 table: same verdict, per-run moves up to 0.84 points, both
+    aggregation paths chosen."""
+    fast = record.read_study("09_fast_mode_validation")
+    fp32 = record.read_study("03_ablation_equivalent_loss")
+    runs, gaps = record.fast_validation(fast, fp32[fp32["data_seed"] == 0])
+    assert len(runs) == 10 and set(gaps["same_verdict"]) == {"yes"}
+    assert set(gaps["verdict"]) == {"better"}
+    assert round(100 * runs["fast_minus_fp32"].abs().max(), 2) == 0.84
+    assert set(runs["path"]) == {"features", "taps"}
+    text = (REPO / "README.md").read_text()
+    assert "up to 0.84 points" in text and "does not move in fast mode" in text
