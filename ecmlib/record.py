@@ -698,35 +698,57 @@ def ingredient_summary(table: Any) -> Any:
     return _paired_worlds(groups)
 
 
-def switch_effects(summary07: Any, summary07b: Any, selection: str = "last",
+def _seed_gaps(table: Any, pick: Any, col: str) -> Any:
+    """ECM − pre-only per seed in the runs ``table[pick]`` (seeds both methods have)."""
+    import numpy as np
+    ecm, pre = _ecm_and_pre(table[pick])
+    return (ecm[col] - pre[col]).to_numpy(dtype=np.float64)
+
+
+def _in(table: Any, factor: str, level: str) -> Any:
+    return (_factor_column(table) == factor) & (table["level"] == level)
+
+
+def lead_changes(table07b: Any, selection: str = "last", metric: str = "mAP@0.5") -> Any:
+    """Study 07b: how ECM's lead over pre-only in each world differs from its lead in the
+    minimal world (Welch's 95 % interval: the worlds' seeds are independent samples).
+    Declared after the first 07b results had been seen, and reported as such."""
+    import pandas as pd
+    col = SELECTIONS[selection] + metric
+    base = _seed_gaps(table07b, _in(table07b, "minimal", "all_off"), col)
+    rows = []
+    for group, name, _ in ingredient_worlds()[1:]:
+        gaps = _seed_gaps(table07b, _in(table07b, group, name), col)
+        change, lo, hi = welch_interval(base, gaps)
+        word = {"better": "larger", "worse": "smaller"}.get(verdict(lo, hi), verdict(lo, hi))
+        rows.append({"design": group, "world": name, "n": int(gaps.size),
+                     "lead": float(gaps.mean()) if gaps.size else float("nan"),
+                     "lead_minimal": float(base.mean()), "change": change, "change_lo": lo,
+                     "change_hi": hi, "verdict": word})
+    return pd.DataFrame(rows)
+
+
+def switch_effects(table07: Any, table07b: Any, selection: str = "last",
                    metric: str = "mAP@0.5") -> Any:
     """Each named factor's effect on ECM's lead, measured two ways: switched off from the
     default world (07, one at a time: lead(default) − lead(off)) and switched on in the
     minimal world (07b, add one: lead(add) − lead(minimal)). Both are 'the lead with the
-    factor minus the lead without it'; under no interactions they agree. ``agree`` says
-    whether the two estimates' signs match where both are resolved (an interval is the sum
-    of the two worlds' t half-widths, a conservative bound)."""
+    factor minus the lead without it'; with no interactions they agree. Welch's 95 %
+    intervals (independent seeds); ``agree`` compares the signs where both are resolved."""
     import numpy as np
     import pandas as pd
+    col = SELECTIONS[selection] + metric
 
-    def lead(s: Any, factor: str, level: str) -> Any:
-        r = s[(s["selection"] == selection) & (s["metric"] == metric)
-              & (s["factor"] == factor) & (s["level"] == level)]
-        return r.iloc[0] if len(r) else None
-
-    def effect(with_: Any, without: Any) -> tuple[float, float, float]:
-        if with_ is None or without is None:
-            return (np.nan,) * 3
-        d = float(with_["diff"] - without["diff"])
-        half = sum(float(r["diff_hi"] - r["diff"]) for r in (with_, without))
-        return d, d - half, d + half
+    def effect(t: Any, with_: tuple[str, str], without: tuple[str, str]) -> tuple:
+        a, b = _seed_gaps(t, _in(t, *without), col), _seed_gaps(t, _in(t, *with_), col)
+        return welch_interval(a, b) if a.size and b.size else (np.nan,) * 3
 
     rows = []
-    minimal = lead(summary07b, "minimal", "all_off")
     for factor in ("context", "boundary", "subactions", "distractors", "variation"):
-        one = effect(lead(summary07, factor, "default"), lead(summary07, factor, "off")) \
-            if factor in WORLDS else (np.nan,) * 3
-        add = effect(lead(summary07b, "add", factor), minimal)
+        # 07's default world has no factor: the empty factor and level 'default'.
+        one = effect(table07, ("", "default"), (factor, "off")) if factor in WORLDS \
+            else (np.nan,) * 3
+        add = effect(table07b, ("add", factor), ("minimal", "all_off"))
         signs = [np.sign(e[0]) for e in (one, add) if np.isfinite(e[1]) and (e[1] > 0 or e[2] < 0)]
         rows.append({"factor": factor, "one_at_a_time": one[0], "one_at_a_time_lo": one[1],
                      "one_at_a_time_hi": one[2], "add_one": add[0], "add_one_lo": add[1],
@@ -985,11 +1007,21 @@ def markdown_switch_table(effects: Any) -> str:
     """:func:`switch_effects` in points."""
     return "\n".join(_md_table(
         "Each factor's effect on ECM's lead (lead with the factor − lead without it, mAP@0.5 "
-        "points, last epoch; bounds add the two worlds' 95 % half-widths)",
+        "points, last epoch; Welch 95 % interval)",
         ["factor", "one at a time (07: default − off)", "add one (07b: add − minimal)",
          "signs agree"],
         [[r["factor"], _ci(r, "one_at_a_time"), _ci(r, "add_one"), r["agree"]]
          for r in effects.to_dict("records")]))
+
+
+def markdown_lead_changes(changes: Any) -> str:
+    """:func:`lead_changes` in points."""
+    return "\n".join(_md_table(
+        "ECM's lead in each world against its lead in the minimal world (mAP@0.5 points, last "
+        "epoch; Welch 95 % interval; a secondary analysis, declared after the first results)",
+        ["design", "world", "pairs", "lead", "lead (minimal)", "change [95 % CI]", "verdict"],
+        [[r["design"], r["world"], str(r["n"]), _pct(r["lead"]), _pct(r["lead_minimal"]),
+          _ci(r, "change"), r["verdict"]] for r in changes.to_dict("records")]))
 
 
 def markdown_run_length_table(rl: Any) -> str:
@@ -1021,10 +1053,11 @@ def readme_block(key: str, results_dir: str | Path | None = None) -> str:
         return head + "No run has finished yet."
     if key == "07b":
         w = ingredient_summary(table)
-        effects = switch_effects(world_summary(read_study(studies()["07"].name, results_dir)), w)
+        effects = switch_effects(read_study(studies()["07"].name, results_dir), table)
+        changes = lead_changes(table)
         return (head + "\n\n" + markdown_world_table(w, "last", ("design", "world")) + "\n\n"
-                + markdown_switch_table(effects) + "\n\n"
-                + "What this says: " + world_sentences(w))
+                + markdown_switch_table(effects) + "\n\n" + markdown_lead_changes(changes)
+                + "\n\n" + "What this says: " + world_sentences(w))
     if key == "09":
         fp32 = read_study(studies()["03"].name, results_dir)
         runs, gaps = fast_validation(table, fp32[fp32["data_seed"] == 0])

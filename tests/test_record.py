@@ -394,19 +394,29 @@ def test_run_length_summary_by_hand():
     assert r["verdict"] == "holds"  # two pairs: [-0.009, +0.119] still holds zero
 
 
-def test_switch_effects_by_hand():
-    def summ(rows):
-        return pd.DataFrame([{"factor": f, "level": lvl, "selection": "last", "metric": "mAP@0.5",
-                              "diff": d, "diff_lo": d - h, "diff_hi": d + h}
-                             for f, lvl, d, h in rows])
-    s07 = summ([("context", "default", 0.07, 0.02), ("context", "off", 0.01, 0.01)])
-    s07b = summ([("minimal", "all_off", 0.06, 0.01), ("add", "context", 0.13, 0.02)])
-    e = record.switch_effects(s07, s07b).set_index("factor")
+def test_switch_effects_and_lead_changes_by_hand():
+    def runs(world_gaps):
+        rows = []
+        for (factor, level), gaps in world_gaps.items():
+            for seed, g in enumerate(gaps):
+                for setting, v in (("ecm", 0.3 + g), ("pre_only", 0.3)):
+                    rows.append({"setting": setting, "seed": seed, "factor": factor,
+                                 "level": level, "last_mAP@0.5": v})
+        return _runs(rows)
+    t07 = runs({("", "default"): [0.07, 0.08, 0.06], ("context", "off"): [0.01, 0.02, 0.0]})
+    t07b = runs({("minimal", "all_off"): [0.06, 0.06, 0.07],
+                 ("add", "context"): [0.13, 0.12, 0.14]})
+    e = record.switch_effects(t07, t07b).set_index("factor")
+    # default − off: 0.07 − 0.01 = 0.06; Welch on two samples with sd 0.01 each, df = 4
+    half = 2.7764451 * np.sqrt(0.01 ** 2 / 3 * 2)
     assert abs(e.loc["context", "one_at_a_time"] - 0.06) < 1e-12
-    assert abs(e.loc["context", "one_at_a_time_lo"] - 0.03) < 1e-12   # 0.06 - (0.02 + 0.01)
-    assert abs(e.loc["context", "add_one"] - 0.07) < 1e-12
+    assert abs(e.loc["context", "one_at_a_time_lo"] - (0.06 - half)) < 1e-6
+    assert abs(e.loc["context", "add_one"] - (0.13 - 0.19 / 3)) < 1e-12
     assert e.loc["context", "agree"] == "yes"
     assert e.loc["boundary", "agree"] == "n/a"  # not measured
+    ch = record.lead_changes(t07b).set_index("world")
+    assert ch.loc["context", "verdict"] == "larger" and ch.loc["context", "n"] == 3
+    assert np.isnan(ch.loc["iid_noise", "change"])  # a world without runs
 
 
 def test_fast_validation_by_hand():
