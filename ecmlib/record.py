@@ -721,7 +721,8 @@ def lead_changes(table07b: Any, selection: str = "last", metric: str = "mAP@0.5"
         gaps = _seed_gaps(table07b, _in(table07b, group, name), col)
         change, lo, hi = welch_interval(base, gaps)
         word = {"better": "larger", "worse": "smaller"}.get(verdict(lo, hi), verdict(lo, hi))
-        rows.append({"design": group, "world": name, "n": int(gaps.size),
+        rows.append({"design": group, "world": name, "metric": metric, "selection": selection,
+                     "n": int(gaps.size),
                      "lead": float(gaps.mean()) if gaps.size else float("nan"),
                      "lead_minimal": float(base.mean()), "change": change, "change_lo": lo,
                      "change_hi": hi, "verdict": word})
@@ -1016,9 +1017,11 @@ def markdown_switch_table(effects: Any) -> str:
 
 def markdown_lead_changes(changes: Any) -> str:
     """:func:`lead_changes` in points."""
+    first = changes.iloc[0] if len(changes) else {"metric": "mAP@0.5", "selection": "last"}
     return "\n".join(_md_table(
-        "ECM's lead in each world against its lead in the minimal world (mAP@0.5 points, last "
-        "epoch; Welch 95 % interval; a secondary analysis, declared after the first results)",
+        f"ECM's lead in each world against its lead in the minimal world ({first['metric']} "
+        f"points, {first['selection']} epoch; Welch 95 % interval; a secondary analysis, "
+        f"declared after the first results)",
         ["design", "world", "pairs", "lead", "lead (minimal)", "change [95 % CI]", "verdict"],
         [[r["design"], r["world"], str(r["n"]), _pct(r["lead"]), _pct(r["lead_minimal"]),
           _ci(r, "change"), r["verdict"]] for r in changes.to_dict("records")]))

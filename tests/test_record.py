@@ -446,3 +446,23 @@ def test_readme_fast_mode_claims_hold():
     assert set(runs["path"]) == {"features", "taps"}
     text = (REPO / "README.md").read_text()
     assert "up to 0.84 points" in text and "does not move in fast mode" in text
+
+
+def test_readme_ingredient_claims_hold():
+    """The prose under the 07b table, against the results file."""
+    t = record.read_study("07b_ingredients")
+    s = record.ingredient_summary(t)
+    s = s[(s["selection"] == "last") & (s["metric"] == "mAP@0.5")].set_index("level")
+    assert len(t) == 72
+    assert s.loc["all_off", "verdict"] == "better" and round(100 * s.loc["all_off", "diff"], 1) == 6.1
+    assert s.loc["linear_observation", "verdict"] == "worse"
+    assert round(100 * s.loc["linear_observation", "diff"], 1) == -4.3
+    assert round(100 * s.loc["context", "diff"], 1) == 12.9
+    assert (s.loc[["variation", "weak_actions", "one_shot"], "verdict"] == "no difference").all()
+    ch = record.lead_changes(t).set_index("world")
+    assert (ch.loc[["variation", "weak_actions", "one_shot", "strong_actions"], "verdict"]
+            == "smaller").all()
+    e = record.switch_effects(record.read_study("07_when_does_ecm_help"), t)
+    assert "no" not in set(e["agree"])
+    text = (REPO / "README.md").read_text()
+    assert "pre-only beats ECM (−4.3)" in text and "(+6.1\npoints of mAP@0.5)" in text
