@@ -278,7 +278,8 @@ def test_committed_results_parse():
             table = record.read_study(study.name)
             commands = {c.command() for c in study.cells}
             assert set(table["command"]) <= commands, f"{path}: a row is not a cell of record"
-            assert table["epochs"].eq(150).all() and table["preset"].eq("thumos14-mini").all()
+            assert table["epochs"].eq(study.cells[0].epochs).all()
+            assert table["preset"].eq("thumos14-mini").all()
 
 
 def test_readme_agrees_with_the_results():
@@ -466,3 +467,14 @@ def test_readme_ingredient_claims_hold():
     assert "no" not in set(e["agree"])
     text = (REPO / "README.md").read_text()
     assert "pre-only beats ECM (−4.3)" in text and "(+6.1\npoints of mAP@0.5)" in text
+
+
+def test_readme_run_length_claims_hold():
+    t = record.read_study("07c_run_length")
+    rl = record.run_length_summary(t, record.read_curves(record.studies()["07c"]))
+    r = rl.set_index("metric").loc["mAP@0.5"]
+    assert len(t) == 6 and r["verdict"] == "holds"
+    assert (round(100 * r["gap_mid"], 1), round(100 * r["gap_end"], 1)) == (7.6, 8.3)
+    assert (round(100 * r["ecm_mid"], 1), round(100 * r["ecm_end"], 1)) == (21.5, 22.3)
+    text = (REPO / "README.md").read_text()
+    assert "is 7.6 points of\nmAP@0.5 at epoch 150 and 8.3 at epoch 300" in text
