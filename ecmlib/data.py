@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import DataError
+
 __all__ = [
     "DATASETS",
     "THUMOS14_CLASSES",
@@ -230,10 +232,6 @@ def dataset_classes(dataset: str, data_dir: str | os.PathLike | None = None) -> 
 # ---------------------------------------------------------------------------------------------
 # Features
 # ---------------------------------------------------------------------------------------------
-
-
-class DataError(ValueError):
-    """Bad input data; the message names the file (or folder) and the problem."""
 
 
 @dataclass

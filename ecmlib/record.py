@@ -376,15 +376,17 @@ N_BOOT = 1000
 
 
 def cell_config(cell: Cell) -> Any:
-    """The ExperimentConfig that the cell's command line builds."""
-    from .cli import build_parser
-    from .train import _config_from_args
-    return _config_from_args(build_parser().parse_args(cell.argv()))
+    """The ExperimentConfig that the cell's command line builds (``train``'s own recipe:
+    the dataset's preset on the synthetic preset, the epochs, then the ``--set`` values)."""
+    from .train import make_config
+    return make_config(PROTOCOL["dataset"], synthetic=cell.preset, overrides=cell.overrides(),
+                       epochs=cell.epochs)
 
 
-def check_run_is_cell(cell: Cell, run_dir: Path) -> None:
+def check_run_is_cell(cell: Cell, run_dir: Path, cfg: Any = None) -> None:
     """Refuse to collect a run folder whose ``config.json`` is not the cell's command's
-    configuration (another run trained into the cell's folder), naming the keys."""
+    configuration ``cfg`` (default: :func:`cell_config`; another run trained into the
+    cell's folder), naming the keys."""
     import json
     from .train import config_differences
     path = run_dir / "config.json"
@@ -392,7 +394,7 @@ def check_run_is_cell(cell: Cell, run_dir: Path) -> None:
         saved = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise ValueError(f"{path}: cannot read the run's configuration ({err})") from None
-    diff = config_differences(saved, cell_config(cell), str(path))
+    diff = config_differences(saved, cfg or cell_config(cell), str(path))
     if diff:
         shown = "; ".join(f"{k} is {a!r} in the run, {b!r} in the cell" for k, (a, b) in diff.items())
         raise ValueError(f"{run_dir}: this run is not cell {cell.cell_id} ({shown}); move the "
@@ -432,14 +434,14 @@ def collect_row(cell: Cell, root: str | Path, cache: dict | None = None) -> dict
     from .model import load_checkpoint
     from .train import detect, ground_truth_for, predict
     run_dir = Path(root) / cell.cell_id
-    check_run_is_cell(cell, run_dir)
+    cfg, test_set = _test_split(cell, cache if cache is not None else {})
+    check_run_is_cell(cell, run_dir, cfg)
     metrics = _read_json(run_dir / "metrics.json")  # ValueError naming the file
     history_path = run_dir / "history.csv"
     history = pd.read_csv(history_path)
     if "mAP@0.5" not in history:
         raise ValueError(f"{history_path}: no evaluated epoch")
     evaluated = history.dropna(subset=["mAP@0.5"])
-    cfg, test_set = _test_split(cell, cache if cache is not None else {})
     gt = ground_truth_for(cfg, test_set)
     boot = {}
     consistency = float("nan")
@@ -827,14 +829,11 @@ def world_trend(table: Any, selection: str = "last") -> Any:
     'larger' / 'smaller' / 'no difference'. Both sides of a non-monotonic factor show.
     Declared after the first results of the grid and reported as such.
     """
-    import numpy as np
     import pandas as pd
     factor_col = _factor_column(table)
 
     def gaps(pick: Any) -> Any:
-        ecm, pre = _ecm_and_pre(table[pick])
-        return {m: (ecm[SELECTIONS[selection] + m] - pre[SELECTIONS[selection] + m])
-                .to_numpy(dtype=np.float64) for m in METRIC_NAMES}
+        return {m: _seed_gaps(table, pick, SELECTIONS[selection] + m) for m in METRIC_NAMES}
 
     base = gaps(table["level"] == "default")
     rows = []

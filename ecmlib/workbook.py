@@ -959,20 +959,16 @@ def _execute_sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]],
     out_path, resumed = _sweep_folder(out_dir, notebook, _grid_spec(notebook, grid, quick))
     # One sweep writes into a folder at a time (a second is refused, naming the first).
     with runlock.hold(out_path, "sweep"):
-        return _sweep_in(notebook, grid, out_path, resumed, declared, jobs, quick, timeout,
+        job_list = _sweep_jobs(notebook, points, names, out_path, declared, quick, timeout)
+        return _sweep_in(notebook, grid, job_list, out_path, resumed, jobs, quick, timeout,
                          metrics, command, executor, scheduler, slurm, slurm_opts, gpu,
                          rerun_failed)
 
 
-def _sweep_in(notebook: Path, grid: Mapping[str, Sequence[Any]], out_path: Path,
-              resumed: bool, declared: Mapping[str, Any], jobs: int | None, quick: bool,
-              timeout: float | None, metrics: Sequence[str] | None, command: str | None,
-              executor: str | None, scheduler: Any, slurm: bool,
-              slurm_opts: Sequence[str] | Mapping[str, Any] | None, gpu: bool,
-              rerun_failed: bool) -> tuple[list[dict], pd.DataFrame | None, Path]:
-    """The body of :func:`_execute_sweep` in its checked, locked folder."""
-    points = expand_grid(grid)
-    names = [setting_dirname(p) for p in points]
+def _sweep_jobs(notebook: Path, points: Sequence[Mapping[str, Any]], names: Sequence[str],
+                out_path: Path, declared: Mapping[str, Any], quick: bool,
+                timeout: float | None) -> list[dict]:
+    """One job per setting of the grid: its parameters, folder and notebook."""
     job_list = []
     for params, name in zip(points, names):
         nb_params = {**params, "out_dir": str(out_path / name)}
@@ -983,7 +979,16 @@ def _sweep_in(notebook: Path, grid: Mapping[str, Sequence[Any]], out_path: Path,
         job_list.append({"params": params, "name": name, "run_dir": str(out_path / name),
                          "input": str(notebook.resolve()), "parameters": nb_params,
                          "cwd": str(notebook.parent.resolve()), "timeout": timeout})
+    return job_list
 
+
+def _sweep_in(notebook: Path, grid: Mapping[str, Sequence[Any]], job_list: list[dict],
+              out_path: Path, resumed: bool, jobs: int | None, quick: bool,
+              timeout: float | None, metrics: Sequence[str] | None, command: str | None,
+              executor: str | None, scheduler: Any, slurm: bool,
+              slurm_opts: Sequence[str] | Mapping[str, Any] | None, gpu: bool,
+              rerun_failed: bool) -> tuple[list[dict], pd.DataFrame | None, Path]:
+    """The body of :func:`_execute_sweep` in its checked, locked folder."""
     # Resume: finished cells are kept (failed ones too, unless rerun_failed); a folder that
     # is not a finished cell is set aside; what a killed attempt left half-written goes.
     records: list[dict | None] = [None] * len(job_list)
@@ -1032,7 +1037,17 @@ def _sweep_in(notebook: Path, grid: Mapping[str, Sequence[Any]], out_path: Path,
                 tqdm.write(f"{job['name']}: {_describe(result)}{took}")
         _clean_partials(out_path)
     done = [r for r in records if r is not None]
+    table = _write_aggregate(out_path, notebook, grid, done, metrics)
+    info.update(status="finished", ran=[job_list[i]["name"] for i in todo],
+                total_wall_s=round(time.perf_counter() - start, 2),
+                failed=[r["run_dir"] for r in done if r["status"] != "ok"])
+    atomic_write_json(out_path / "sweep.json", info)
+    return done, table, out_path
 
+
+def _write_aggregate(out_path: Path, notebook: Path, grid: Mapping[str, Sequence[Any]],
+                     done: list[dict], metrics: Sequence[str] | None) -> pd.DataFrame | None:
+    """sweep.csv and sweep.md from the finished runs (removed when none succeeded)."""
     ok = [r for r in done if r["status"] == "ok"]
     group_keys = [k for k in grid if k != SEED_KEY]
     table = None
@@ -1049,11 +1064,7 @@ def _sweep_in(notebook: Path, grid: Mapping[str, Sequence[Any]], out_path: Path,
     else:
         for stale in ("sweep.csv", "sweep.md"):  # an earlier aggregate no longer holds
             (out_path / stale).unlink(missing_ok=True)
-    info.update(status="finished", ran=[job_list[i]["name"] for i in todo],
-                total_wall_s=round(time.perf_counter() - start, 2),
-                failed=[r["run_dir"] for r in done if r["status"] != "ok"])
-    atomic_write_json(out_path / "sweep.json", info)
-    return done, table, out_path
+    return table
 
 
 def run_sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]],

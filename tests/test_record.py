@@ -478,3 +478,10 @@ def test_readme_run_length_claims_hold():
     assert (round(100 * r["ecm_mid"], 1), round(100 * r["ecm_end"], 1)) == (21.5, 22.3)
     text = (REPO / "README.md").read_text()
     assert "is 7.6 points of\nmAP@0.5 at epoch 150 and 8.3 at epoch 300" in text
+
+
+def test_cell_config_is_what_the_command_line_builds():
+    for study in list(record.studies().values()) + list(record.studies(fast=True).values()):
+        for cell in study.cells:
+            built = _config_from_args(build_parser().parse_args(cell.argv()))
+            assert record.cell_config(cell).to_dict() == built.to_dict(), cell.cell_id
