@@ -227,6 +227,15 @@ def prefer_taps(cfg: ModelConfig) -> bool:
     return 3 * cfg.hidden_dim < cfg.feat_dim or cfg.feat_dim * cfg.hidden_dim >= 2 ** 18
 
 
+def aggregates_taps(cfg: ModelConfig) -> bool:
+    """The path a model of ``cfg`` takes: ``model.aggregation`` when it names one, else
+    :func:`prefer_taps`' rule ("fastest" is resolved before a model is built, by
+    ``ecmlib.speed``; a model built straight from such a config follows the rule)."""
+    if cfg.aggregation in ("features", "taps"):
+        return cfg.aggregation == "taps"
+    return prefer_taps(cfg)
+
+
 class ECMNet(nn.Module):
     """Equivalent Classification Mapping network (see the module docstring)."""
 
@@ -244,10 +253,7 @@ class ECMNet(nn.Module):
             # Decoupled baseline: an attention head on the trunk features, not on the CAS.
             self.attention_module = Transition(cfg.hidden_dim, cfg.num_classes)
         # "fixed": a = sigmoid(CAS), no parameters at all.
-        # "fastest" is resolved before a model is built (ecmlib.speed); here it falls back
-        # to the rule, so a model built straight from such a config still works.
-        self.aggregate_taps = (cfg.aggregation == "taps" if cfg.aggregation in ("features", "taps")
-                               else prefer_taps(cfg))
+        self.aggregate_taps = aggregates_taps(cfg)
 
     # -- pieces -----------------------------------------------------------------------
     def cas(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,6 +15,7 @@ schema cannot state, and the per-column checks are a few lines each.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,6 @@ def validate(table: Any, cells: Sequence[Any], columns: Sequence[str], source: s
 
 
 def _check_row(row: dict[str, Any], cell: Any, where: str) -> None:
-    import math
     for col in INTEGER_COLUMNS:
         value = row[col]
         if not _is_integer(value):
@@ -110,5 +110,4 @@ def _is_integer(value: Any) -> bool:
         x = float(value)
     except (TypeError, ValueError):
         return False
-    import math
     return math.isfinite(x) and x == int(x) and not isinstance(value, bool)

@@ -90,8 +90,9 @@ def time_aggregation_paths(model_cfg: Any, batch: int, device: torch.device,
 def resolve(cfg: Any, device: torch.device, log: Callable[[str], None] | None = None) -> Any:
     """``cfg`` with fast mode's requests made concrete (precision, aggregation path)."""
     say = log or (lambda _msg: None)
+    # (a legacy train.bf16=true has already made precision "bf16": TrainConfig)
     precision_asked = "auto" if cfg.train.fast and cfg.train.precision == "fp32" \
-        and not cfg.train.bf16 else cfg.train.precision
+        else cfg.train.precision
     aggregation = "fastest" if cfg.train.fast and cfg.model.aggregation == "auto" \
         else cfg.model.aggregation
     precision, why = resolve_precision(precision_asked, cfg.train.bf16, device)
@@ -107,14 +108,6 @@ def resolve(cfg: Any, device: torch.device, log: Callable[[str], None] | None = 
         aggregation = "auto"  # pre-only never aggregates
     changes["model.aggregation"] = aggregation
     return cfg.with_overrides(changes)
-
-
-def uses_taps(model_cfg: Any) -> bool:
-    """Whether a model of this config aggregates conv_1's taps (the path that ran)."""
-    from .model import prefer_taps
-    if model_cfg.aggregation in ("features", "taps"):
-        return model_cfg.aggregation == "taps"
-    return prefer_taps(model_cfg)
 
 
 def other_ecmlib_runs() -> int:

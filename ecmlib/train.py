@@ -65,7 +65,7 @@ from .io import (atomic_write, atomic_write_json, atomic_write_text, prepare_run
                  write_failure)
 from .localize import localize_batch_flat
 from .losses import LOSS_NAMES, compute_losses
-from .model import ECMNet, check_compatible, load_checkpoint
+from .model import ECMNet, aggregates_taps, check_compatible, load_checkpoint
 from .safeload import load_checkpoint_file
 from .tblog import ScalarLog
 from . import runlock, speed
@@ -828,7 +828,7 @@ def _final_metrics(cfg: ExperimentConfig, history: list[dict[str, Any]], best: d
         "ground_truth": gt.describe(),
         "seed": cfg.train.seed,
         "precision": cfg.train.precision,
-        "aggregation_path": "taps" if speed.uses_taps(cfg.model) else "features",
+        "aggregation_path": "taps" if aggregates_taps(cfg.model) else "features",
         **_environment(device),
     }
 
