@@ -363,22 +363,7 @@ def run_workbook(notebooks_dir: str | Path | None = None, out: str | Path | None
         figures_dir = Path(figures_dir).resolve()
     else:
         figures_dir = default_figures_dir() if update_figures else out_path / "figures"
-    jobs_list = []
-    for nb, declared in declared_by_nb.items():
-        params: dict[str, Any] = {}
-        nb_out = out_path / nb.stem
-        nb_out.mkdir()
-        if "out_dir" in declared:
-            params["out_dir"] = str(nb_out)
-        if "figures_dir" in declared:
-            params["figures_dir"] = str(figures_dir)
-        if quick:
-            params["quick"] = True
-        jobs_list.append({
-            "name": nb.stem, "input": str(nb.resolve()), "output": str(out_path / nb.name),
-            "parameters": params, "cwd": str(nb.parent.resolve()), "timeout": timeout,
-            "progress_bar": False, "log_output": False,
-        })
+    jobs_list = _workbook_jobs(declared_by_nb, out_path, Path(figures_dir), quick, timeout)
 
     summary: dict[str, Any] = {
         "command": command, "started": datetime.now().isoformat(timespec="seconds"),
@@ -425,6 +410,28 @@ def run_workbook(notebooks_dir: str | Path | None = None, out: str | Path | None
     atomic_write_json(out_path / "summary.json", summary)
     summary["out_dir"] = str(out_path)
     return summary
+
+
+def _workbook_jobs(declared_by_nb: Mapping[Path, Mapping[str, Any]], out_path: Path,
+                   figures_dir: Path, quick: bool, timeout: float | None) -> list[dict]:
+    """One papermill job per notebook, each with its own output folder (created here)."""
+    jobs_list = []
+    for nb, declared in declared_by_nb.items():
+        params: dict[str, Any] = {}
+        nb_out = out_path / nb.stem
+        nb_out.mkdir()
+        if "out_dir" in declared:
+            params["out_dir"] = str(nb_out)
+        if "figures_dir" in declared:
+            params["figures_dir"] = str(figures_dir)
+        if quick:
+            params["quick"] = True
+        jobs_list.append({
+            "name": nb.stem, "input": str(nb.resolve()), "output": str(out_path / nb.name),
+            "parameters": params, "cwd": str(nb.parent.resolve()), "timeout": timeout,
+            "progress_bar": False, "log_output": False,
+        })
+    return jobs_list
 
 
 def _as_done(pool: Executor, fn: Callable[[Any], Any], items: Mapping[Any, Any]):
