@@ -16,6 +16,8 @@ preset (see :func:`setting_config`):
 ``fixed_transition``          a = sigmoid(CAS): the transition has no parameters
 ``independent_transition``    a = sigmoid(Conv1x1(trunk features)): the weights no longer
                               come from the CAS (the "decoupled" baseline)
+``weight_sparsity``           ECM plus STPN's L1 sparsity loss on the label classes'
+                              aggregation weights, weight 1e-4 (notebook 08's variant)
 ============================  ===============================================================
 
 :func:`run_setting` trains one setting with one seed on a synthetic preset and returns
@@ -87,6 +89,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "no_lagg": {"loss.w_agg": 0.0, "loss.background": False},
     "fixed_transition": {"model.transition": "fixed"},
     "independent_transition": {"model.transition": "independent"},
+    # Notebook 08's variant: ECM plus STPN's sparsity loss on the aggregation weights, at
+    # STPN's weight 1e-4 (declared before any run; see ecmlib.losses.weight_sparsity).
+    "weight_sparsity": {"loss.terms": "weight_sparsity=0.0001"},
 }
 
 #: The settings of notebook 03 (equivalent classification loss) and 04 (weight transition).

@@ -8,10 +8,17 @@
 
 The total is ``w_pre L_pre + w_post L_post + w_eq L_eq + w_agg L_agg``; a stream that is not
 trained contributes nothing (see ``total_loss``).
+
+Variants add terms without touching the training loop: a function ``term(out, labels)`` of
+the model's training outputs, registered in :data:`EXTRA_TERMS` (or with
+:func:`register_term` for a run inside this process), switched on with the config key
+``loss.terms`` (``"name=weight[,name=weight]"``). Each appears in the history as
+``loss_<name>`` and enters the total with its weight.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -29,11 +36,17 @@ class LossConfig:
     w_eq: float = 0.05
     w_agg: float = 5.0
     background: bool = True   # run the background stream (needed for L_agg)
+    terms: str = ""           # extra terms of a variant: "name=weight[,name=weight]"
 
     def __post_init__(self) -> None:
         for name in ("w_pre", "w_post", "w_eq", "w_agg"):
             if getattr(self, name) < 0:
                 raise ValueError(f"LossConfig.{name} must be >= 0, got {getattr(self, name)}")
+        self.extra_terms()    # a bad name or weight fails when the config is built
+
+    def extra_terms(self) -> dict[str, float]:
+        """``terms`` read as {registered name: weight >= 0}."""
+        return parse_terms(self.terms)
 
 
 def normalized_labels(labels: torch.Tensor) -> torch.Tensor:
@@ -77,6 +90,64 @@ def loss_agg(score_agg: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return per_video[mask.any(dim=1)].mean()
 
 
+# -- variants: extra loss terms ------------------------------------------------------------
+
+def weight_sparsity(out: dict[str, torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+    """L1 norm over time of the aggregation weights of each video's label classes, mean over
+    those (video, class) pairs.
+
+    The sparsity loss of STPN (Nguyen et al., "Weakly Supervised Action Localization by
+    Sparse Temporal Pooling Network", CVPR 2018), which adds beta * ||attention||_1 to the
+    classification loss (beta = 1e-4) so that few snippets are attended. STPN's attention
+    is one weight per snippet; ECM's weights are per class, and only a label class's
+    weights select an action the video holds, so the norm is taken on those.
+    """
+    if "aggregation_weights" not in out:
+        raise ValueError("loss term weight_sparsity needs the post stream's aggregation "
+                         "weights; it cannot train with model.streams=pre")
+    mask = (labels > 0).to(out["aggregation_weights"].dtype)         # [B, C]
+    l1 = out["aggregation_weights"].abs().sum(dim=2)                 # [B, C]
+    return (l1 * mask).sum() / mask.sum().clamp(min=1)
+
+
+#: Extra loss terms by name: fn(training outputs, labels [B, C]) -> scalar.
+EXTRA_TERMS: dict[str, Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]] = {
+    "weight_sparsity": weight_sparsity,
+}
+
+
+def register_term(name: str, fn: Callable[[dict[str, torch.Tensor], torch.Tensor],
+                                          torch.Tensor]) -> None:
+    """Add a loss term for runs in this process (a record grid's subprocesses see only the
+    terms in :data:`EXTRA_TERMS`)."""
+    if not name.isidentifier():
+        raise ValueError(f"loss term name {name!r} must be an identifier")
+    EXTRA_TERMS[name] = fn
+
+
+def parse_terms(text: str) -> dict[str, float]:
+    """``"name=weight[,name=weight]"`` -> {name: weight}; names must be registered."""
+    out: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, weight = part.partition("=")
+        name = name.strip()
+        if not sep:
+            raise ValueError(f"loss.terms: {part!r} must look like name=weight")
+        if name not in EXTRA_TERMS:
+            raise ValueError(f"loss.terms: unknown term {name!r}; registered: "
+                             f"{', '.join(sorted(EXTRA_TERMS)) or 'none'}")
+        try:
+            w = float(weight)
+        except ValueError:
+            raise ValueError(f"loss.terms: weight {weight!r} of {name} is not a number") from None
+        if not (w >= 0 and w != float("inf")):
+            raise ValueError(f"loss.terms: weight of {name} must be finite and >= 0, got {w}")
+        out[name] = w
+    return out
+
+
 def compute_losses(out: dict[str, torch.Tensor], labels: torch.Tensor,
                    cfg: LossConfig, streams: str = "both") -> dict[str, torch.Tensor]:
     """Each loss term by name plus ``loss_total``, for the streams being trained.
@@ -95,8 +166,12 @@ def compute_losses(out: dict[str, torch.Tensor], labels: torch.Tensor,
             terms["loss_agg"] = loss_agg(out["score_agg"], labels)
     if streams == "both":
         terms["loss_eq"] = loss_eq(out["pre_scores"], out["post_scores"])
-    terms["loss_total"] = (cfg.w_pre * terms["loss_pre"] + cfg.w_post * terms["loss_post"]
-                           + cfg.w_eq * terms["loss_eq"] + cfg.w_agg * terms["loss_agg"])
+    total = (cfg.w_pre * terms["loss_pre"] + cfg.w_post * terms["loss_post"]
+             + cfg.w_eq * terms["loss_eq"] + cfg.w_agg * terms["loss_agg"])
+    for name, weight in cfg.extra_terms().items():
+        terms[f"loss_{name}"] = EXTRA_TERMS[name](out, labels)
+        total = total + weight * terms[f"loss_{name}"]
+    terms["loss_total"] = total
     return terms
 
 

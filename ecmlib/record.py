@@ -195,7 +195,7 @@ def _seed_major(settings: Sequence[str], seeds: Iterable[int], data_seed: int,
 
 def studies(seeds: int = 5, data_seeds: Sequence[int] = (1, 2), world_seeds: int = 3,
             protocol: dict[str, Any] | None = None, fast: bool = False) -> dict[str, Study]:
-    """The studies of record: '03', '04', '07', '07b', '07c' and '09' (cells in run order).
+    """The studies of record: '03', '04', '07', '07b', '07c', '08' and '09' (cells in run order).
 
     ``protocol`` changes ``preset``, ``epochs``, ``eval_every`` or ``threads`` of every cell
     (the notebooks' quick mode runs a tiny grid through the same code this way). ``fast``
@@ -241,11 +241,14 @@ def _studies(seeds: int, data_seeds: Sequence[int], world_seeds: int,
     # 07c: the default world's ECM and pre-only at twice the protocol's length.
     s07c = [Cell(setting, seed, 0, (), "", "default", **long_proto)
             for seed in range(world_seeds) for setting in ("ecm", "pre_only")]
+    # 08: a variant from the literature against ECM, paired by seed (data seed 0).
+    s08 = _seed_major(("ecm", "weight_sparsity"), range(seeds), 0, proto)
     return {"03": Study("03_ablation_equivalent_loss", tuple(s03)),
             "04": Study("04_ablation_weight_transition", tuple(s04)),
             "07": Study("07_when_does_ecm_help", tuple(s07)),
             "07b": Study("07b_ingredients", tuple(s07b)),
             "07c": Study("07c_run_length", tuple(s07c)),
+            "08": Study("08_weight_sparsity", tuple(s08)),
             "09": Study("09_fast_mode_validation", tuple(s09))}
 
 
@@ -270,6 +273,8 @@ def plan(which: Sequence[str] = ("03", "04", "07"), **kw: Any) -> list[Cell]:
         order += [c for c in cells07b if c.factor != "minimal"]
     if "07c" in which:
         order += list(all_studies["07c"].cells)
+    if "08" in which:
+        order += list(all_studies["08"].cells)
     if "09" in which:
         order += list(all_studies["09"].cells)
     seen: set[str] = set()
@@ -1042,12 +1047,16 @@ def markdown_run_length_table(rl: Any) -> str:
 # -- README tables --------------------------------------------------------------------------
 
 README_MARKERS = {"03": "results-03", "04": "results-04", "07": "results-07",
-                  "07b": "results-07b", "07c": "results-07c", "09": "results-09"}
+                  "07b": "results-07b", "07c": "results-07c", "08": "results-08",
+                  "09": "results-09"}
 
 
 def readme_block(key: str, results_dir: str | Path | None = None) -> str:
     """The generated README text of one study (between its markers)."""
     study = studies()[key]
+    if not (Path(results_dir or default_results_dir()) / study.csv_name).is_file():
+        return (f"0 of {len(study.cells)} planned runs finished (`data/results/"
+                f"{study.csv_name}` not written yet).")
     table = read_study(study.name, results_dir)
     head = (f"{len(table)} of {len(study.cells)} planned runs finished "
             f"(`data/results/{study.csv_name}`). ")
@@ -1177,7 +1186,7 @@ def record_main(argv: list[str] | None = None) -> int:
         description="Train the runs of record (notebooks 03, 04, 07) at the paper protocol, "
                     "resumably, then collect them into data/results/<study>.csv.")
     parser.add_argument("--study", nargs="+", default=["03", "04", "07"],
-                        choices=["03", "04", "07", "07b", "07c", "09"])
+                        choices=["03", "04", "07", "07b", "07c", "08", "09"])
     parser.add_argument("--root", default="runs/record", help="run folders (default: %(default)s)")
     parser.add_argument("--results", default=None, help="results folder (default: data/results)")
     from .executor import add_executor_args, executor_options
@@ -1233,7 +1242,7 @@ def record_main(argv: list[str] | None = None) -> int:
 #: The cells of each study's quick check (a tiny grid through the same code as the record).
 QUICK_CELLS = {"03": ("ecm", "pre_only"), "04": ("fixed_transition", "independent_transition"),
                "07": ("ecm", "pre_only"), "07b": ("ecm", "pre_only"), "07c": ("ecm", "pre_only"),
-               "09": ("ecm", "pre_only")}
+               "08": ("ecm", "weight_sparsity"), "09": ("ecm", "pre_only")}
 #: The one world of each world study that its quick check trains.
 QUICK_WORLD = {"07": ("context", "off"), "07b": ("minimal", "all_off"), "07c": ("", "default")}
 QUICK_PROTOCOL = {"preset": "tiny", "epochs": 2, "eval_every": 1}

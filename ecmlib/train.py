@@ -64,7 +64,7 @@ from .evaluation import (DetectionResult, GroundTruth, Predictions, classificati
 from .io import (atomic_write, atomic_write_json, atomic_write_text, prepare_run_dir,
                  write_failure)
 from .localize import localize_batch_flat
-from .losses import LOSS_NAMES, compute_losses
+from .losses import compute_losses
 from .model import ECMNet, aggregates_taps, check_compatible, load_checkpoint
 from .safeload import load_checkpoint_file
 from .tblog import ScalarLog
@@ -720,7 +720,7 @@ def _train(cfg: ExperimentConfig, data: tuple[FeatureSet, FeatureSet] | None = N
         for group in optimizer.param_groups:
             group["lr"] = lr
         model.train()
-        sums = dict.fromkeys((*LOSS_NAMES, "loss_total"), 0.0)
+        sums: dict[str, float] = {}         # every term compute_losses reports, in its order
         perm = torch.randperm(len(train_set), generator=generator).to(device)
         for i in range(0, len(perm), cfg.train.batch_size):
             idx = perm[i:i + cfg.train.batch_size]
@@ -732,8 +732,8 @@ def _train(cfg: ExperimentConfig, data: tuple[FeatureSet, FeatureSet] | None = N
             optimizer.zero_grad(set_to_none=True)
             terms["loss_total"].backward()
             optimizer.step()
-            for k in sums:
-                sums[k] += terms[k].item() * len(idx)
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v.item() * len(idx)
             if i == 0:
                 _kill_point("epoch", epoch)
         row: dict[str, Any] = {"epoch": epoch, "lr": lr,
