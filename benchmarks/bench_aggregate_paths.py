@@ -1,7 +1,7 @@
 """The two aggregation paths of the post/background streams, side by side in one run.
 
 ``ECMNet`` can feed its post and background streams in two ways that give the same
-numbers up to rounding (see ``ecmlib.model.prefer_taps``): aggregate the D-wide features
+numbers up to rounding (see ``ecmlib.method.model.prefer_taps``): aggregate the D-wide features
 and run conv_1 on every aggregated row, or aggregate conv_1's 3H-wide taps. For each
 shape below, one full training step (all streams and losses, backward) is timed on both
 paths, alternately, and the ratio feature path / tap path is printed with the path that
@@ -22,8 +22,8 @@ import time
 
 import torch
 
-from ecmlib.losses import LossConfig, compute_losses
-from ecmlib.model import ECMNet, ModelConfig, prefer_taps
+from ecmlib.method.losses import LossConfig, compute_losses
+from ecmlib.method.model import ECMNet, ModelConfig, prefer_taps
 
 # (name, B, T, D, H, C): the record runs, the paper's widths, narrow trunks, ActivityNet.
 SHAPES = [

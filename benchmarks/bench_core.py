@@ -23,9 +23,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ecmlib.data import load_annotations  # noqa: E402
-from ecmlib.losses import LossConfig, compute_losses, loss_pre  # noqa: E402
-from ecmlib.model import ECMNet, ModelConfig  # noqa: E402
+from ecmlib.data.features import load_annotations  # noqa: E402
+from ecmlib.method.losses import LossConfig, compute_losses, loss_pre  # noqa: E402
+from ecmlib.method.model import ECMNet, ModelConfig  # noqa: E402
 
 
 def _time_steps(step, repeats: int) -> float:

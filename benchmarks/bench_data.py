@@ -38,7 +38,7 @@ def _folder_size(path: Path) -> int:
 
 def _write_job(preset: str, out: str, queue: mp.Queue) -> None:
     """Child process: write one preset, report seconds, bytes and peak RSS."""
-    from ecmlib.synthetic import write_dataset
+    from ecmlib.data.synthetic import write_dataset
     start = time.perf_counter()
     cpu = time.process_time()
     write_dataset(preset, out, seed=0)
@@ -56,7 +56,7 @@ def _generate_job(preset: str, traced: bool, queue: mp.Queue) -> None:
     peak (tracemalloc slows every allocation, so the timing run goes without it)."""
     import tracemalloc
 
-    from ecmlib.synthetic import generate
+    from ecmlib.data.synthetic import generate
     if traced:
         tracemalloc.start()
     start = time.perf_counter()

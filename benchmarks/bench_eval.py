@@ -1,6 +1,6 @@
 """Benchmark: detection mAP on ~50,000 predictions over the THUMOS14 test videos.
 
-Times ``ecmlib.evaluation.evaluate_detection`` at tIoU 0.1:0.9 (best of a few runs) against
+Times ``ecmlib.method.evaluation.evaluate_detection`` at tIoU 0.1:0.9 (best of a few runs) against
 ``reference_style_ap``, a deliberately plain re-implementation of the ActivityNet algorithm
 (one pandas row at a time, as the authors' evaluation does), checks that both give the same
 AP, and reports PASS/FAIL against the 0.5 s target.
@@ -21,7 +21,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ecmlib.evaluation import (  # noqa: E402  (the path above makes ecmlib importable)
+from ecmlib.method.evaluation import (  # noqa: E402  (the path above makes ecmlib importable)
     THUMOS14_TIOU, GroundTruth, Predictions, evaluate_detection, load_ground_truth,
     predictions_from_arrays,
 )

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from ecmlib.localize import LocalizeParams, localize_batch, minmax_normalize, resize_linear  # noqa: E402
+from ecmlib.method.localize import LocalizeParams, localize_batch, minmax_normalize, resize_linear  # noqa: E402
 
 TARGET_S = 1.5
 N_VIDEOS = 210

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # workers import this 
 
 @functools.lru_cache(maxsize=1)
 def _data():
-    from ecmlib.train import load_data, make_config
+    from ecmlib.training.train import load_data, make_config
     return load_data(make_config("THUMOS14", synthetic="tiny"))
 
 
@@ -39,7 +39,7 @@ def cell(seed: int, epochs: int) -> dict:
     """One short training run (module level: the process pool imports it by name)."""
     import torch
 
-    from ecmlib.train import make_config, train
+    from ecmlib.training.train import make_config, train
     cfg = make_config("THUMOS14", synthetic="tiny", epochs=epochs,
                       overrides={"train.seed": seed, "eval.eval_every": epochs})
     t0 = time.perf_counter()
@@ -86,8 +86,8 @@ def main() -> int:
     import bench_sweep as me  # by name, so both pools pickle the cell by reference
     import torch
 
-    from ecmlib.executor import cores, open_executor
-    from ecmlib.workbook import run_grid
+    from ecmlib.studies.executor import cores, open_executor
+    from ecmlib.studies.workbook import run_grid
     jobs = args.jobs or cores()
     grid = _grid(args.cells, args.epochs)
     print(f"{args.cells} training cells (tiny, {args.epochs} epochs); {cores()} core(s), "

@@ -24,9 +24,9 @@ import time
 
 import torch
 
-from ecmlib.losses import compute_losses, loss_pre
-from ecmlib.model import ECMNet
-from ecmlib.train import evaluate_model, load_data, make_config, train
+from ecmlib.method.losses import compute_losses, loss_pre
+from ecmlib.method.model import ECMNet
+from ecmlib.training.train import evaluate_model, load_data, make_config, train
 
 
 def _epoch(model: ECMNet, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
@@ -97,7 +97,7 @@ def fast_part(epochs: int) -> bool:
     """(3) The record's setting (fp32, the rule's aggregation path) against fast mode
     (``train.fast=true``), each an ``epochs``-long ECM run on thumos14-mini at one thread
     with evaluation every 5 epochs, one after the other on the same data."""
-    from ecmlib.speed import cpu_bf16
+    from ecmlib.training.speed import cpu_bf16
     torch.set_num_threads(1)
     base = ["train.device=cpu", "train.num_threads=1", "eval.eval_every=5", "train.seed=0"]
     walls = {}

@@ -17,43 +17,43 @@ def _parity(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import run_evaluate
+    from .method.evaluation import run_evaluate
     print(run_evaluate(args.gt, args.pred, args.subset, args.tiou, args.json))
     return 0
 
 
 def _synth(argv: list[str]) -> int:
-    from .synthetic import synth_main
+    from .data.synthetic import synth_main
     return synth_main(argv)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .train import train_main
+    from .training.train import train_main
     return train_main(args)
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .train import eval_main
+    from .training.train import eval_main
     return eval_main(args)
 
 
 def _workbook(argv: list[str]) -> int:
-    from .workbook import workbook_main
+    from .studies.workbook import workbook_main
     return workbook_main(argv)
 
 
 def _record(argv: list[str]) -> int:
-    from .record import record_main
+    from .studies.record import record_main
     return record_main(argv)
 
 
 def _report(argv: list[str]) -> int:
-    from .record import report_main
+    from .studies.record import report_main
     return report_main(argv)
 
 
 def _sweep(argv: list[str]) -> int:
-    from .workbook import sweep_main
+    from .studies.workbook import sweep_main
     return sweep_main(argv)
 
 

@@ -15,6 +15,11 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def repo_root() -> Path:
+    """The checkout that holds this package (data/, figures/, notebooks/ and runs/ live there)."""
+    return Path(__file__).resolve().parent.parent
+
+
 def write_failure(path: str | Path, err: BaseException) -> str:
     """Why writing ``path`` failed, in words: a full disk is named as such (torch's writer
     reports one as an 'unexpected pos' RuntimeError with no errno)."""

@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .losses import LossConfig, compute_losses
-from .model import ECMNet, ModelConfig
+from .io import repo_root
+from .method.losses import LossConfig, compute_losses
+from .method.model import ECMNet, ModelConfig
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = repo_root()
 DEFAULT_GOLDEN = (REPO_ROOT / "tests" / "data" / "official_thumos_s1.npz",
                   REPO_ROOT / "tests" / "data" / "official_anet_s2.npz")
 DEFAULT_GT = REPO_ROOT / "data" / "thumos14" / "gt.json"
@@ -131,8 +132,8 @@ def _train_checks(model: ECMNet, x: torch.Tensor, labels: torch.Tensor, c: dict,
 
 def run_parity(path: str | Path, gt_path: str | Path = DEFAULT_GT) -> list[Check]:
     """Every check of one golden file: model, localisation, NMS and mAP."""
-    from .evaluation import parity_check_map
-    from .localize import parity_check_localize
+    from .method.evaluation import parity_check_map
+    from .method.localize import parity_check_localize
 
     golden = load_golden(path)
     checks = model_checks(golden, str(path))

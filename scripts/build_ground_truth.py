@@ -7,7 +7,7 @@ Writes, under ``--out`` (default: the repository's ``data/``):
                                   with durations / fps taken from the W-TALC annotation arrays;
 * ``thumos14/gt_wtalc212.json``  the W-TALC variant (200 train + 212 test videos);
 * ``activitynet1.2/gt.json``     ActivityNet 1.2 (videos ``v_<youtube id>``, ECM class order;
-                                  names by ``ecmlib.data.video_key``, as every reader);
+                                  names by ``ecmlib.data.features.video_key``, as every reader);
 * ``activitynet1.3/gt.json``     ActivityNet 1.3 (same conventions).
 
 Each file is ``{"version", "dataset", "classes", "database": {vid: {"subset", "duration",
@@ -35,14 +35,14 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))  # the script runs without installing ecmlib
 
-from ecmlib.data import (  # noqa: E402
+from ecmlib.data.features import (  # noqa: E402
     LEFT_OUT_VIDEOS,
     THUMOS14_CLASSES,
     DataError,
     video_key,
     youtube_id,
 )
-from ecmlib.safeload import load_pickled_array, load_plain_pickle  # noqa: E402
+from ecmlib.data.safeload import load_pickled_array, load_plain_pickle  # noqa: E402
 
 #: fps used for ActivityNet 1.2 videos that ActivityNet 1.3's misc_fps.txt does not list
 #: (videos removed from YouTube before 1.3 was collected). 30 fps is the most common rate.
@@ -87,7 +87,7 @@ def _load_wtalc(folder: Path, keys: list[str]) -> dict[str, np.ndarray]:
 
 
 def _key(dataset: str, raw: str, path: Path, row: int) -> str:
-    """The video's ground-truth name: ecmlib.data.video_key, the rule every reader uses."""
+    """The video's ground-truth name: ecmlib.data.features.video_key, the rule every reader uses."""
     try:
         return video_key(dataset, raw)
     except ValueError as err:
@@ -192,7 +192,7 @@ def build_thumos(ann_root: Path) -> tuple[dict, dict]:
     unexpected = sorted(set(wtalc_db) - set(official_db) - set(LEFT_OUT_VIDEOS["THUMOS14"]))
     if unexpected:
         raise AnnotationError(f"{ecm_path}: leaves out W-TALC videos {unexpected[:5]} that are "
-                              "not in ecmlib.data.LEFT_OUT_VIDEOS['THUMOS14']")
+                              "not in ecmlib.data.features.LEFT_OUT_VIDEOS['THUMOS14']")
 
     meta = {"dataset": "THUMOS14", "classes": classes}
     official = {"version": "THUMOS14 (official ECM file, 210 test videos)", **meta,

@@ -4,7 +4,7 @@ A deliberately small, self-contained training loop (ECMNet + the four losses, Ad
 the paper except the learning rate, THUMOS14 localisation and ActivityNet-style mAP) so
 the difficulty of the synthetic features can be measured with and without each difficulty
 factor. It is not the project's training entry point (``python -m ecmlib train``); it
-exists so the calibration figures in ``ecmlib/synthetic.py`` can be reproduced with one
+exists so the calibration figures in ``ecmlib/data/synthetic.py`` can be reproduced with one
 command (about 8-10 minutes per run on one core)::
 
     .venv/bin/python scripts/calibrate_synthetic.py --preset thumos14-mini \
@@ -31,19 +31,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ecmlib.data import load_annotations  # noqa: E402
-from ecmlib.evaluation import (  # noqa: E402
+from ecmlib.data.features import load_annotations  # noqa: E402
+from ecmlib.method.evaluation import (  # noqa: E402
     evaluate_detection, ground_truth_from_dict, predictions_from_arrays)
-from ecmlib.localize import LocalizeParams, localize_batch_flat  # noqa: E402
-from ecmlib.losses import LossConfig, compute_losses  # noqa: E402
-from ecmlib.model import ECMNet, ModelConfig  # noqa: E402
-from ecmlib.synthetic import FACTORS, generate, get_spec, parse_knobs  # noqa: E402
+from ecmlib.method.localize import LocalizeParams, localize_batch_flat  # noqa: E402
+from ecmlib.method.losses import LossConfig, compute_losses  # noqa: E402
+from ecmlib.method.model import ECMNet, ModelConfig  # noqa: E402
+from ecmlib.data.synthetic import FACTORS, generate, get_spec, parse_knobs  # noqa: E402
 
 _THUMOS_TIOU = np.linspace(0.1, 0.9, 9)
 
 
 def total_loss(out: dict, labels: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
-    """ECM's weighted total, exactly as ``ecmlib.losses`` computes it (L_agg via torch's BCE)."""
+    """ECM's weighted total, exactly as ``ecmlib.method.losses`` computes it (L_agg via torch's BCE)."""
     return compute_losses(out, labels, cfg)["loss_total"]
 
 

@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO_ROOT))  # the script runs without installing ecmlib
 import torch  # noqa: E402
 
 from ecmlib.io import atomic_torch_save, atomic_write_text  # noqa: E402
-from ecmlib.safeload import load_checkpoint_file  # noqa: E402
+from ecmlib.data.safeload import load_checkpoint_file  # noqa: E402
 
 DEST_NAME = "thumos14-mini_ecm.pth"
 
@@ -71,7 +71,7 @@ def readme_text(prov: dict, sha256: str, size: int) -> str:
     return f"""# Demo checkpoint
 
 `{DEST_NAME}` is a small ECM model trained on the synthetic `{prov['synthetic']}`
-benchmark (`ecmlib.synthetic`, generator seed {prov['synthetic_seed']}). Notebooks 05
+benchmark (`ecmlib.data.synthetic`, generator seed {prov['synthetic_seed']}). Notebooks 05
 (detection explorer) and 06 (evaluate a checkpoint) load it, so they open without
 training. It is a demonstration model, not a reproduction of the paper's THUMOS14 numbers.
 
@@ -106,7 +106,7 @@ and copies the best epoch's `best.pth` here.
 | made | {prov['made']} |
 | file size | {size / 1e6:.2f} MB |
 | sha256 | `{sha256}` |
-| test split fingerprint (`ecmlib.explorer.split_fingerprint`) | `{prov['test_split_sha256'][:16]}…` |
+| test split fingerprint (`ecmlib.views.explorer.split_fingerprint`) | `{prov['test_split_sha256'][:16]}…` |
 
 ## Detection mAP (%) of the best epoch, synthetic test split
 
@@ -165,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     # Notebook 06 re-evaluates the checkpoint and compares with these metrics; the
     # fingerprint tells it whether the synthetic generator changed since (then the numbers
     # legitimately differ and the checkpoint should be made again).
-    from ecmlib.config import ExperimentConfig
-    from ecmlib.explorer import load_test_split, split_fingerprint
+    from ecmlib.training.config import ExperimentConfig
+    from ecmlib.views.explorer import load_test_split, split_fingerprint
     prov["test_split_sha256"] = split_fingerprint(load_test_split(ExperimentConfig.from_dict(cfg)))
     dest = REPO_ROOT / args.dest
     target = dest / DEST_NAME

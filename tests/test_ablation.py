@@ -1,4 +1,4 @@
-"""ecmlib.ablation: the settings' configs, the consistency measure, one tiny run per kind."""
+"""ecmlib.studies.ablation: the settings' configs, the consistency measure, one tiny run per kind."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from ecmlib import ablation as A
-from ecmlib.model import ECMNet, ModelConfig
+from ecmlib.studies import ablation as A
+from ecmlib.method.model import ECMNet, ModelConfig
 
 
 def _cfg(setting: str, **kw):
@@ -19,8 +19,8 @@ def _cfg(setting: str, **kw):
 
 def test_the_paper_settings_are_named():
     assert list(A.SETTINGS) == ["ecm", "pre_only", "post_only", "no_leq", "leq_0.5", "no_lagg",
-                                "fixed_transition", "independent_transition"]
-    assert set(A.EQUIVALENT_LOSS_SETTINGS) | set(A.TRANSITION_SETTINGS) == set(A.SETTINGS)
+                                "fixed_transition", "independent_transition", "weight_sparsity"]
+    assert set(A.EQUIVALENT_LOSS_SETTINGS) | set(A.TRANSITION_SETTINGS) | set(A.VARIANT_SETTINGS) == set(A.SETTINGS)
 
 
 def test_full_ecm_is_the_paper_configuration():
@@ -59,7 +59,7 @@ def test_extra_overrides_win_and_bad_names_fail():
 
 
 def test_derived_preset_keeps_the_base_videos():
-    from ecmlib.synthetic import get_spec, video_names
+    from ecmlib.data.synthetic import get_spec, video_names
     spec = A.ablation_spec("thumos14-small")
     base = get_spec("thumos14-mini")
     assert (spec.feat_dim, spec.num_snippets, spec.name) == (128, 128, "thumos14-small")
@@ -180,13 +180,13 @@ def test_run_dirs_and_histories(tmp_path):
 
 
 def test_a_diverged_run_is_a_result_not_a_crash(monkeypatch, tmp_path):
-    import ecmlib.train
+    import ecmlib.training.train
 
     def diverge(*args, **kwargs):
         raise RuntimeError("epoch 4: the training loss is nan (diverged); lower train.lr or "
                            "check the features")
 
-    monkeypatch.setattr(ecmlib.train, "train", diverge)
+    monkeypatch.setattr(ecmlib.training.train, "train", diverge)
     threads = torch.get_num_threads()
     try:
         out = A.run_setting("no_leq", 0, "tiny", 5, 1)
@@ -197,7 +197,7 @@ def test_a_diverged_run_is_a_result_not_a_crash(monkeypatch, tmp_path):
         def nan_weights(*args, **kwargs):
             raise ValueError("cas contains NaN or inf")
 
-        monkeypatch.setattr(ecmlib.train, "train", nan_weights)
+        monkeypatch.setattr(ecmlib.training.train, "train", nan_weights)
         out = A.run_setting("no_leq", 0, "tiny", 5, 1)
         assert out["diverged"] == 1 and math.isnan(out["diverged_epoch"])
 
@@ -207,14 +207,14 @@ def test_a_diverged_run_is_a_result_not_a_crash(monkeypatch, tmp_path):
             raise RuntimeError("the model's scores or CAS are NaN/inf: training diverged; "
                                "lower train.lr or check the features")
 
-        monkeypatch.setattr(ecmlib.train, "train", nan_at_evaluation)
+        monkeypatch.setattr(ecmlib.training.train, "train", nan_at_evaluation)
         out = A.run_setting("no_leq", 0, "tiny", 5, 1, runs_root=str(tmp_path))
         assert out["diverged"] == 1 and out["diverged_epoch"] == 3
 
         def other(*args, **kwargs):
             raise RuntimeError("something else")
 
-        monkeypatch.setattr(ecmlib.train, "train", other)
+        monkeypatch.setattr(ecmlib.training.train, "train", other)
         with pytest.raises(RuntimeError, match="something else"):
             A.run_setting("no_leq", 0, "tiny", 5, 1)
     finally:

@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch import nn
 
-import ecmlib.train as train_mod
-from ecmlib.losses import compute_losses
-from ecmlib.model import ECMNet
-from ecmlib.train import load_data, make_config, seed_everything, train
+import ecmlib.training.train as train_mod
+from ecmlib.method.losses import compute_losses
+from ecmlib.method.model import ECMNet
+from ecmlib.training.train import load_data, make_config, seed_everything, train
 
 
 @pytest.fixture(scope="module")

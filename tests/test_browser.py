@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "05_detection_explorer.ipynb"
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO / "test-artifacts"
-# The two-model marker line (ecmlib.explorer.pair_marker_line), written out here so the
+# The two-model marker line (ecmlib.views.explorer.pair_marker_line), written out here so the
 # test does not import the package it checks.
 MARKER = re.compile(r"video=\S+ class=.+? \| \S+ AP@0\.5=\S+ mAP@0\.5=\S+ detections=\d+"
                     r" \| \S+ AP@0\.5=\S+ mAP@0\.5=\S+ detections=\d+")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecmlib.config import ExperimentConfig, preset
+from ecmlib.training.config import ExperimentConfig, preset
 
 
 def test_presets_hold_the_papers_values() -> None:

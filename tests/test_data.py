@@ -1,4 +1,4 @@
-"""Tests of ecmlib.data (annotations, feature readers) and scripts/build_ground_truth.py."""
+"""Tests of ecmlib.data.features (annotations, feature readers) and scripts/build_ground_truth.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecmlib import data as D
+from ecmlib.data import features as D
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE_ANN = REPO.parent / "shared" / "reference" / "annotations"

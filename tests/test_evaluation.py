@@ -1,4 +1,4 @@
-"""Tests of ecmlib.evaluation: golden parity, hand-computed AP, loaders and their errors.
+"""Tests of ecmlib.method.evaluation: golden parity, hand-computed AP, loaders and their errors.
 
 tests/data/thumos14_gt_ecm.json is a copy of shared/reference/annotations/thumos14/gt_ecm.json:
 THUMOS'14 temporal annotations of the 20 classes as redistributed by the official ECM release
@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecmlib import evaluation
-from ecmlib.evaluation import (
+from ecmlib.method import evaluation
+from ecmlib.method.evaluation import (
     ANET_TIOU, MAP_TOLERANCE, THUMOS14_TIOU, classification_map, evaluate_detection,
     format_table, ground_truth_from_dict, load_ground_truth, load_predictions, parity_check_map,
     parse_tiou, predictions_from_arrays, run_evaluate,
@@ -466,7 +466,7 @@ def test_array_prediction_errors():
 
 def test_odd_segments_of_the_real_activitynet_file_are_named():
     from pathlib import Path
-    from ecmlib.evaluation import load_ground_truth
+    from ecmlib.method.evaluation import load_ground_truth
     path = Path(__file__).resolve().parents[1] / "data" / "activitynet1.2" / "gt.json"
     with pytest.warns(UserWarning) as caught:
         gt = load_ground_truth(path, "training")
@@ -477,7 +477,7 @@ def test_odd_segments_of_the_real_activitynet_file_are_named():
 
 
 def test_negative_and_duplicate_segments_are_warned_and_kept():
-    from ecmlib.evaluation import ground_truth_from_dict
+    from ecmlib.method.evaluation import ground_truth_from_dict
     data = {"database": {"v1": {"subset": "test", "annotations": [
         {"segment": [-1.0, 2.0], "label": "A"}, {"segment": [3.0, 4.0], "label": "A"},
         {"segment": [3.0, 4.0], "label": "A"}]}}}

@@ -28,8 +28,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ecmlib import executor as ex
-from ecmlib import workbook as wb
+from ecmlib.studies import executor as ex
+from ecmlib.studies import workbook as wb
 
 NB = Path(__file__).parent / "fixtures" / "dask" / "train_tiny.ipynb"
 DASK = Path(sys.executable).parent / "dask"
@@ -155,7 +155,7 @@ def _local_reference(seed: int, epochs: int = 1) -> dict[str, float]:
     """What the fixture notebook computes, here in this process (CPU, one torch thread)."""
     import torch
 
-    from ecmlib.train import make_config, train
+    from ecmlib.training.train import make_config, train
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -294,7 +294,7 @@ def test_training_writes_tensorboard_scalars_into_the_run_folder(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from ecmlib.train import make_config, train
+    from ecmlib.training.train import make_config, train
     cfg = make_config("THUMOS14", synthetic="tiny", epochs=2,
                       overrides={"train.num_threads": 1, "eval.eval_every": 1})
     res = train(cfg, out_dir=tmp_path / "run", progress=False, log=None)
@@ -309,7 +309,7 @@ def test_training_writes_tensorboard_scalars_into_the_run_folder(tmp_path):
 
 
 def test_without_tensorboard_nothing_breaks(tmp_path, monkeypatch):
-    from ecmlib.tblog import ScalarLog, scalar_tag
+    from ecmlib.training.tblog import ScalarLog, scalar_tag
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails
     log = ScalarLog(tmp_path)
     log.log({"epoch": 1, "loss_total": 1.0})

@@ -22,9 +22,9 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from ecmlib import explorer  # noqa: E402
-from ecmlib.evaluation import GroundTruth  # noqa: E402
-from ecmlib.localize import LocalizeParams  # noqa: E402
+from ecmlib.views import explorer  # noqa: E402
+from ecmlib.method.evaluation import GroundTruth  # noqa: E402
+from ecmlib.method.localize import LocalizeParams  # noqa: E402
 
 T = 40
 
@@ -98,7 +98,7 @@ def test_plot_rejects_bad_inputs():
 
 
 def test_per_class_ap_bars_skip_classes_without_ground_truth(analysis):
-    from ecmlib.evaluation import evaluate_detection
+    from ecmlib.method.evaluation import evaluate_detection
     res = evaluate_detection(analysis.gt, analysis.predictions(), [0.3, 0.5])
     ax = explorer.plot_per_class_ap(res, 0.5)
     assert len(ax.patches) == 2
@@ -203,8 +203,8 @@ def test_explorer_draws_for_real(analysis, capsys):
 def test_analyse_split_matches_model_inference():
     import torch
 
-    from ecmlib.model import ECMNet
-    from ecmlib.train import make_config, predict
+    from ecmlib.method.model import ECMNet
+    from ecmlib.training.train import make_config, predict
     cfg = make_config("THUMOS14", synthetic="tiny")
     test = explorer.load_test_split(cfg, max_videos=6)
     assert len(test) == 6
@@ -222,8 +222,8 @@ def test_analyse_split_matches_model_inference():
 def test_open_checkpoint_round_trip(tmp_path):
     import torch
 
-    from ecmlib.model import ECMNet
-    from ecmlib.train import make_config, save_checkpoint
+    from ecmlib.method.model import ECMNet
+    from ecmlib.training.train import make_config, save_checkpoint
     cfg = make_config("THUMOS14", synthetic="tiny")
     model = ECMNet(cfg.model)
     path = tmp_path / "ck.pth"
@@ -242,7 +242,7 @@ def test_open_checkpoint_round_trip(tmp_path):
 
 @pytest.mark.skipif(not explorer.DEMO_CHECKPOINT.is_file(), reason="no shipped demo checkpoint yet")
 def test_shipped_demo_checkpoint_opens_and_fits_its_synthetic_preset():
-    from ecmlib.synthetic import get_spec
+    from ecmlib.data.synthetic import get_spec
     model, cfg = explorer.open_checkpoint()
     spec = get_spec(cfg.data.synthetic)
     assert (cfg.model.feat_dim, cfg.model.num_snippets) == (spec.feat_dim, spec.num_snippets), (
@@ -270,9 +270,9 @@ def test_real_features_path_reads_only_the_test_split(tmp_path):
     """Features on disk (the tiny preset written in the official layout) stand in for real ones."""
     import shutil
 
-    from ecmlib.model import ECMNet
-    from ecmlib.synthetic import write_dataset
-    from ecmlib.train import evaluate_model, make_config, save_checkpoint
+    from ecmlib.method.model import ECMNet
+    from ecmlib.data.synthetic import write_dataset
+    from ecmlib.training.train import evaluate_model, make_config, save_checkpoint
     cfg = make_config("THUMOS14", synthetic="tiny")
     root = write_dataset("tiny", tmp_path / "features")
     shutil.rmtree(root / "val")  # the train split is not needed, and must not be read
@@ -307,7 +307,7 @@ def pair(analysis) -> explorer.ModelPair:
 def _independent_video_map(analysis: explorer.VideoAnalysis, video: str) -> float:
     """AP@0.5 of one video from the split-wide predictions (localize_batch_flat), scored by
     evaluate_detection against that video's ground truth alone: not the explorer's path."""
-    from ecmlib.evaluation import evaluate_detection, predictions_from_arrays
+    from ecmlib.method.evaluation import evaluate_detection, predictions_from_arrays
     gt, preds = analysis.gt, analysis.predictions()
     g = gt.video_idx == gt.video_names.index(video)
     sub_gt = GroundTruth(gt.classes, [video], np.zeros(int(g.sum()), np.int64), gt.class_idx[g],
@@ -362,7 +362,7 @@ def test_pair_refuses_different_splits_or_localisation(analysis):
 
 
 def test_configs_of_different_test_splits_are_refused():
-    from ecmlib.train import make_config
+    from ecmlib.training.train import make_config
     a = make_config("THUMOS14", synthetic="tiny")
     assert explorer.comparability_problems(a, a.with_overrides(["model.streams=pre",
                                                                 "train.seed=3",
@@ -483,7 +483,7 @@ def test_shipped_record_checkpoints_are_a_comparable_pair():
 
 
 def test_demo_checkpoint_against_an_untrained_model_ranks_like_independent_aps():
-    from ecmlib.model import ECMNet
+    from ecmlib.method.model import ECMNet
     if not explorer.DEMO_CHECKPOINT.is_file():
         pytest.skip("no shipped demo checkpoint")
     model, cfg = explorer.open_checkpoint()

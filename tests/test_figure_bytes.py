@@ -20,8 +20,9 @@ import matplotlib
 matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
-from ecmlib import plots as P, stats as S
-from ecmlib.data import FeatureSet
+from ecmlib.views import plots as P
+from ecmlib.data import stats as S
+from ecmlib.data.features import FeatureSet
 
 np.random.seed(int(sys.argv[2]))  # a different global RNG state in each process
 np.random.random(int(sys.argv[2]) % 7 + 1)
@@ -77,7 +78,7 @@ def test_strip_jitter_is_seeded_not_global():
     import numpy as np
     import pandas as pd
 
-    from ecmlib import plots as P
+    from ecmlib.views import plots as P
 
     fgbg = pd.DataFrame({"source": ["real"] * 8 + ["synthetic"] * 8,
                          "region": (["foreground"] * 4 + ["background"] * 4) * 2,

@@ -1,4 +1,4 @@
-"""Tests for ecmlib.localize: golden parity, hand-computed cases, properties and input checks."""
+"""Tests for ecmlib.method.localize: golden parity, hand-computed cases, properties and input checks."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ecmlib.localize as loc
-from ecmlib.localize import (
+import ecmlib.method.localize as loc
+from ecmlib.method.localize import (
     LocalizeParams,
     localize_batch,
     localize_batch_flat,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ecmlib.model import ECMNet
-from ecmlib.train import evaluate_model, load_data, make_config, train
+from ecmlib.method.model import ECMNet
+from ecmlib.training.train import evaluate_model, load_data, make_config, train
 
 
 @pytest.mark.slow

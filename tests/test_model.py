@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from ecmlib.losses import LossConfig, compute_losses, loss_agg, loss_eq, loss_pre
-from ecmlib.model import ECMNet, ModelConfig, group_matrix, load_checkpoint
+from ecmlib.method.losses import LossConfig, compute_losses, loss_agg, loss_eq, loss_pre
+from ecmlib.method.model import ECMNet, ModelConfig, group_matrix, load_checkpoint
 from ecmlib.parity import load_golden, model_checks
 
 DATA = Path(__file__).parent / "data"
@@ -55,7 +55,7 @@ def test_tap_trunk_equals_convolution() -> None:
 
 @pytest.mark.parametrize("tap_dim, seq_dim", [(1, 3), (-2, 1), (3, 1)])
 def test_sum_taps_gradient(tap_dim: int, seq_dim: int) -> None:
-    from ecmlib.model import _sum_taps
+    from ecmlib.method.model import _sum_taps
     shape = [2, 4, 5, 3] if tap_dim == 3 else ([2, 3, 4, 5] if tap_dim == 1 else [2, 5, 4, 3, 2])
     z = torch.rand(*shape, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: _sum_taps(t, tap_dim, seq_dim), (z,))
@@ -65,7 +65,7 @@ def test_sum_taps_gradient(tap_dim: int, seq_dim: int) -> None:
 
 
 def test_sum_taps_is_shifted_sum() -> None:
-    from ecmlib.model import _sum_taps
+    from ecmlib.method.model import _sum_taps
     z = torch.arange(2 * 3 * 4, dtype=torch.float32).view(2, 3, 1, 4)   # [N, tap, H, T]
     out = _sum_taps(z, tap_dim=1, seq_dim=3)[0, 0]
     t0, t1, t2 = z[0, 0, 0], z[0, 1, 0], z[0, 2, 0]

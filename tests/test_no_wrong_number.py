@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from ecmlib import runlock
+from ecmlib.training import runlock
 from ecmlib.cli import main
-from ecmlib.train import make_config, train
+from ecmlib.training.train import make_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["train", "--dataset", "THUMOS14", "--synthetic", "tiny", "--quiet"]
@@ -77,7 +77,7 @@ def test_resume_of_a_finished_run_without_last_pth_says_so(tmp_path, capsys):
 def test_a_folder_has_one_writer_and_a_killed_writer_releases_it(tmp_path):
     run = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from ecmlib import runlock\n"
+        [sys.executable, "-c", "import sys, time; from ecmlib.training import runlock\n"
          f"with runlock.hold({str(run)!r}):\n    print('held', flush=True); time.sleep(60)"],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -123,7 +123,7 @@ def test_a_full_disk_while_writing_the_history_names_the_file(tmp_path, capsys, 
 
 def test_a_full_disk_inside_torch_save_says_the_disk_is_full(tmp_path, capsys, monkeypatch):
     import ecmlib.io as io
-    import ecmlib.train as tr
+    import ecmlib.training.train as tr
 
     def broken_save(*_a, **_k):
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
@@ -149,7 +149,7 @@ def test_sweep_quick_refuses_values_that_quick_mode_would_replace(tmp_path, caps
 
 
 def test_quick_overrides_are_read_from_the_notebook_code():
-    from ecmlib.workbook import quick_overrides
+    from ecmlib.studies.workbook import quick_overrides
     assert quick_overrides(NB02) == {"synthetic", "epochs", "hidden_dim", "eval_every"}
 
 
@@ -157,7 +157,7 @@ def test_a_second_sweep_on_a_busy_folder_is_refused_and_changes_nothing(tmp_path
     out = tmp_path / "sweep"
     out.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from ecmlib import runlock\n"
+        [sys.executable, "-c", "import time; from ecmlib.training import runlock\n"
          f"with runlock.hold({str(out)!r}, 'sweep'):\n    print('held', flush=True); "
          "time.sleep(60)"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -181,7 +181,7 @@ def test_process_pool_workers_die_with_a_killed_driver(tmp_path):
         "    time.sleep(120)\n")
     driver = subprocess.Popen([sys.executable, "-c", f"""
 import time
-from ecmlib.executor import open_executor
+from ecmlib.studies.executor import open_executor
 from poolwork import work
 pool = open_executor("processes", jobs=1, n_tasks=1)
 pool.submit(work, {str(pid_file)!r})
@@ -270,7 +270,7 @@ def test_an_infinite_integer_is_refused_by_name(tmp_path, capsys):
 
 
 def test_a_grid_cell_takes_its_share_of_threads(monkeypatch):
-    from ecmlib import speed
+    from ecmlib.training import speed
     monkeypatch.setenv("ECMLIB_RUN_THREADS", "3")
     assert speed.default_threads()[0] == 3
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ecmlib.workbook import has_outputs, notebook_parameters
+from ecmlib.studies.workbook import has_outputs, notebook_parameters
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 FOUND = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))

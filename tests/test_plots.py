@@ -1,4 +1,4 @@
-"""ecmlib.plots, headless: what each function draws, and how figures are saved."""
+"""ecmlib.views.plots, headless: what each function draws, and how figures are saved."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from ecmlib import plots as P  # noqa: E402
-from ecmlib import stats as S  # noqa: E402
-from ecmlib.data import FeatureSet  # noqa: E402
+from ecmlib.views import plots as P  # noqa: E402
+from ecmlib.data import stats as S  # noqa: E402
+from ecmlib.data.features import FeatureSet  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -209,7 +209,7 @@ def _ablation():
     records = pd.DataFrame({"setting": ["ecm"] * 3 + ["pre_only"] * 3,
                             "seed": [0, 1, 2] * 2,
                             "mAP@0.5": [0.10, 0.12, 0.14, 0.05, 0.05, 0.08]})
-    from ecmlib.workbook import aggregate
+    from ecmlib.studies.workbook import aggregate
     return aggregate(records.to_dict("records"), ["setting"]), records
 
 
@@ -233,7 +233,7 @@ def test_ablation_bars_count_runs_without_a_value():
     records = pd.DataFrame({"setting": ["ecm"] * 3 + ["no_leq"] * 3, "seed": [0, 1, 2] * 2,
                             "mAP@0.5": [0.1, 0.12, 0.14, np.nan, np.nan, 0.05],
                             "diverged": [0, 0, 0, 1, 1, 0]})
-    from ecmlib.workbook import aggregate
+    from ecmlib.studies.workbook import aggregate
     table = aggregate(records.to_dict("records"), ["setting"])
     ax = P.plot_ablation_bars(table, "mAP@0.5", records=records)
     assert [t.get_text() for t in ax.texts] == ["2/3\ndiverged"]

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from ecmlib import data as D
-from ecmlib.evaluation import (evaluate_detection, ground_truth_from_dict, load_ground_truth,
+from ecmlib.data import features as D
+from ecmlib.method.evaluation import (evaluate_detection, ground_truth_from_dict, load_ground_truth,
                                load_predictions, predictions_from_arrays)
 
 SETTINGS = settings(max_examples=50, deadline=None, derandomize=True,

@@ -1,4 +1,4 @@
-"""Results of record (ecmlib.record): cells and their commands, the bootstrap over test
+"""Results of record (ecmlib.studies.record): cells and their commands, the bootstrap over test
 videos, the paired statistics, the README tables, and a tiny grid run end to end."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecmlib import record
+from ecmlib.studies import record
 from ecmlib.cli import build_parser
-from ecmlib.data import load_annotations
-from ecmlib.evaluation import (_map_for_counts, _match, bootstrap_map, evaluate_detection,
+from ecmlib.data.features import load_annotations
+from ecmlib.method.evaluation import (_map_for_counts, _match, bootstrap_map, evaluate_detection,
                                ground_truth_from_dict, predictions_from_arrays)
-from ecmlib.train import _config_from_args
+from ecmlib.training.train import _config_from_args
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,7 @@ def test_world_cells_carry_their_knobs():
 
 
 def test_synthetic_knobs_change_the_world_and_bad_knobs_fail():
-    from ecmlib.train import load_data, make_config
+    from ecmlib.training.train import load_data, make_config
     base = make_config("THUMOS14", synthetic="tiny")
     off = base.with_overrides(["data.synthetic_knobs=context_strength=0.0"])
     a, b = load_data(base)[1], load_data(off)[1]
@@ -78,8 +78,8 @@ def test_synthetic_knobs_change_the_world_and_bad_knobs_fail():
 def test_test_split_alone_equals_the_joint_load_and_keeps_the_knobs():
     # record, eval and the explorer read only the test split; it must be the same arrays
     # as training's (train, test) pair, in a moved world too (the explorer once lost knobs).
-    from ecmlib.explorer import load_test_split
-    from ecmlib.train import load_data, load_features, make_config
+    from ecmlib.views.explorer import load_test_split
+    from ecmlib.training.train import load_data, load_features, make_config
     cfg = make_config("THUMOS14", synthetic="tiny").with_overrides(
         ["data.synthetic_knobs=distractor_rate=4.0", "data.synthetic_seed=2"])
     joint = load_data(cfg)[1]
@@ -261,7 +261,7 @@ def test_world_trend_compares_each_moved_world_with_the_default():
 # -- results files and the README ---------------------------------------------------------------
 
 def test_read_study_rejects_bad_files(tmp_path):
-    from ecmlib.results import ResultsError
+    from ecmlib.studies.results import ResultsError
     with pytest.raises(ResultsError, match="no results file"):
         record.read_study("03_ablation_equivalent_loss", tmp_path)
     with pytest.raises(ValueError, match="no study of record is named 'x'"):
@@ -340,8 +340,8 @@ def test_collected_rows_use_each_cells_own_config(tmp_path):
 # -- 07b / 07c: declared before any of their results ---------------------------------------
 
 def test_ingredient_study_is_the_declared_design():
-    from ecmlib.synthetic import FACTORS, get_spec
-    from ecmlib.synthetic import parse_knobs
+    from ecmlib.data.synthetic import FACTORS, get_spec
+    from ecmlib.data.synthetic import parse_knobs
     worlds = record.ingredient_worlds()
     assert [g for g, _, _ in worlds] == ["minimal"] + ["add"] * 5 + ["ingredient"] * 6
     base = get_spec("thumos14-mini")

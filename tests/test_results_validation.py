@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ecmlib import record
+from ecmlib.studies import record
 from ecmlib.cli import main
-from ecmlib.results import ResultsError
+from ecmlib.studies.results import ResultsError
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "data" / "results"

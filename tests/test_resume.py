@@ -2,7 +2,7 @@
 as the uninterrupted run (history and metrics less the wall times, result files, weights).
 
 The kills are deterministic: ``ECMLIB_TEST_KILL_AT=<phase>:<epoch>`` makes ``train`` SIGKILL
-itself at that point (see ``ecmlib.train._kill_point``).
+itself at that point (see ``ecmlib.training.train._kill_point``).
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def test_sigkill_anywhere_then_resume_in_place_ends_as_the_uninterrupted_run(tmp
 
 
 def test_resume_on_another_configuration_is_refused(tmp_path, capsys, monkeypatch) -> None:
-    from ecmlib.train import make_config, train
+    from ecmlib.training.train import make_config, train
     monkeypatch.setenv("ECMLIB_TENSORBOARD", "0")
     cfg = make_config("THUMOS14", synthetic="tiny", epochs=1,
                       overrides=["eval_every=1", "train.num_threads=1"])

@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 import torch
 
-from ecmlib import data as D
-from ecmlib.model import ECMNet, ModelConfig, load_checkpoint
-from ecmlib.safeload import (UnsafeFileError, load_checkpoint_file, load_pickled_array,
+from ecmlib.data import features as D
+from ecmlib.method.model import ECMNet, ModelConfig, load_checkpoint
+from ecmlib.data.safeload import (UnsafeFileError, load_checkpoint_file, load_pickled_array,
                              load_plain_pickle)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,7 +113,7 @@ def test_malicious_checkpoint_really_is_malicious(tmp_path, payload, cls):
 def test_malicious_checkpoint_is_refused_by_every_loader(tmp_path, payload, cls, legacy):
     marker = tmp_path / "MARKER"
     bad = _bad_checkpoint(tmp_path / "bad.pth", payload, marker, legacy)
-    from ecmlib.explorer import open_checkpoint
+    from ecmlib.views.explorer import open_checkpoint
     for load in (load_checkpoint_file, load_checkpoint, open_checkpoint):
         with pytest.raises(UnsafeFileError, match=REFUSED) as err:
             load(bad)
@@ -170,7 +170,7 @@ def test_authors_checkpoint_format_loads_strictly(tmp_path):
 
 def test_ecmlib_checkpoints_are_weights_only_safe(tmp_path):
     """What train() writes (config, history, best, RNG states, Adam) loads with weights_only."""
-    from ecmlib.train import make_config, save_checkpoint
+    from ecmlib.training.train import make_config, save_checkpoint
     cfg = make_config("THUMOS14", synthetic="tiny")
     model = ECMNet(cfg.model)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -191,7 +191,7 @@ def test_ecmlib_checkpoints_are_weights_only_safe(tmp_path):
 
 
 def test_shipped_demo_checkpoint_is_weights_only_safe():
-    from ecmlib.explorer import DEMO_CHECKPOINT
+    from ecmlib.views.explorer import DEMO_CHECKPOINT
     assert torch.serialization.get_unsafe_globals_in_checkpoint(DEMO_CHECKPOINT) == []
     raw = load_checkpoint_file(DEMO_CHECKPOINT)
     assert isinstance(raw["ecmlib_provenance"]["torch"], str)

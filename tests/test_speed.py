@@ -1,4 +1,4 @@
-"""Fast mode and the default thread count (ecmlib.speed): what is chosen, that it is
+"""Fast mode and the default thread count (ecmlib.training.speed): what is chosen, that it is
 recorded, and that a resumed or collected fast run still matches its request."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ import json
 import pytest
 import torch
 
-from ecmlib import record, speed
-from ecmlib.train import config_differences, make_config, train
+from ecmlib.studies import record
+from ecmlib.training import speed
+from ecmlib.training.train import config_differences, make_config, train
 
 
 def test_cpu_bf16_reads_the_flags(tmp_path):

@@ -1,4 +1,4 @@
-"""Tests of ecmlib.stats on hand-computed cases."""
+"""Tests of ecmlib.data.stats on hand-computed cases."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecmlib import stats as S
-from ecmlib.data import FeatureSet
+from ecmlib.data import stats as S
+from ecmlib.data.features import FeatureSet
 
 
 def _gt() -> dict:
@@ -90,7 +90,7 @@ def test_gt_errors():
 
 
 def test_real_thumos_coverage_is_plausible():
-    from ecmlib.data import load_annotations
+    from ecmlib.data.features import load_annotations
     cov = S.action_coverage(load_annotations("THUMOS14"), subset="test")
     assert len(cov) == 210
     assert cov["coverage"].between(0, 1).all()

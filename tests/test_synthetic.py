@@ -1,4 +1,4 @@
-"""Tests of the synthetic benchmark (ecmlib.synthetic): determinism, fidelity to the real
+"""Tests of the synthetic benchmark (ecmlib.data.synthetic): determinism, fidelity to the real
 annotations, I3D-like statistics, the official on-disk layout, the difficulty knobs, and
 that ECM can actually learn from the features."""
 
@@ -10,8 +10,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from ecmlib import synthetic as S
-from ecmlib.data import load_annotations, load_split
+from ecmlib.data import synthetic as S
+from ecmlib.data.features import load_annotations, load_split
 
 
 @pytest.fixture(scope="module")
@@ -376,14 +376,14 @@ def _snippet_auc(cas: np.ndarray, fs, gt: dict) -> float:
 
 
 def test_short_training_beats_an_untrained_model(tiny, thumos_gt):
-    """A minimal ECM training loop on `tiny` (written here rather than calling ecmlib.train,
+    """A minimal ECM training loop on `tiny` (written here rather than calling ecmlib.training.train,
     so that this test checks the data, not the training pipeline)."""
     torch = pytest.importorskip("torch")
-    from ecmlib.evaluation import (evaluate_detection, ground_truth_from_dict,
+    from ecmlib.method.evaluation import (evaluate_detection, ground_truth_from_dict,
                                    predictions_from_arrays)
-    from ecmlib.localize import LocalizeParams, localize_batch_flat
-    from ecmlib.losses import LossConfig, compute_losses
-    from ecmlib.model import ECMNet, ModelConfig
+    from ecmlib.method.localize import LocalizeParams, localize_batch_flat
+    from ecmlib.method.losses import LossConfig, compute_losses
+    from ecmlib.method.model import ECMNet, ModelConfig
 
     train, test = tiny["val"], tiny["test"]
     gt = ground_truth_from_dict(S.ground_truth("tiny"), "test", classes=test.classes)

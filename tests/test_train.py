@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from ecmlib.cli import main
-from ecmlib.model import ECMNet, ModelConfig
-from ecmlib.synthetic import generate, get_spec, write_dataset
-from ecmlib.train import (load_data, make_config, resolve_device, save_checkpoint, train)
+from ecmlib.method.model import ECMNet, ModelConfig
+from ecmlib.data.synthetic import generate, get_spec, write_dataset
+from ecmlib.training.train import (load_data, make_config, resolve_device, save_checkpoint, train)
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +175,7 @@ def test_activitynet_preset_end_to_end(tmp_path) -> None:
 
 
 def test_bad_data_leaves_no_empty_run_folder(tmp_path):
-    from ecmlib.train import make_config, train
+    from ecmlib.training.train import make_config, train
     empty_root = tmp_path / "features"
     empty_root.mkdir()
     cfg = make_config("THUMOS14", data_root=str(empty_root))

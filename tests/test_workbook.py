@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ecmlib import workbook as wb
+from ecmlib.studies import workbook as wb
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
 ALPHA = FIXTURES / "01_alpha.ipynb"

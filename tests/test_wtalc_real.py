@@ -3,7 +3,7 @@
 The annotation arrays in ``tests/data/wtalc/`` are unmodified copies of W-TALC's real files
 (see its PROVENANCE.md); the features beside them are synthetic, one pickled object array of
 variable-length ``[T_i, 2048]`` float32 arrays with exactly one row per annotation row, as
-W-TALC / CO2-Net store them. The video-naming rule is one function (``ecmlib.data.video_key``)
+W-TALC / CO2-Net store them. The video-naming rule is one function (``ecmlib.data.features.video_key``)
 shared by the ground-truth builder and the readers, checked here on the real ids.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecmlib import data as D
+from ecmlib.data import features as D
 
 REPO = Path(__file__).resolve().parent.parent
 WTALC = REPO / "tests" / "data" / "wtalc"
@@ -246,7 +246,7 @@ def test_thumos14_real_misalignment_is_still_an_error(thumos, tmp_path):
 
 
 def test_config_data_labels_reaches_the_reader(thumos):
-    from ecmlib.train import load_data, make_config
+    from ecmlib.training.train import load_data, make_config
 
     with pytest.raises(ValueError, match="data.labels must be"):
         make_config("THUMOS14", data_root=str(thumos), overrides=["data.labels=segments"])

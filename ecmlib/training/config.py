@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from .localize import LocalizeParams
-from .losses import LossConfig
-from .model import ModelConfig
+from ..method.localize import LocalizeParams
+from ..method.losses import LossConfig
+from ..method.model import ModelConfig
 
 DATASETS = ("THUMOS14", "ActivityNet1.2", "ActivityNet1.3")
 
@@ -86,9 +86,9 @@ class TrainConfig:
     # (AVX-512 BF16 or AMX), fp32 elsewhere. The record keeps fp32 (its numbers).
     precision: str = "fp32"
     # Fast mode: precision=auto and the aggregation path measured fastest at the run's
-    # thread count (ecmlib.speed); what was chosen is saved in config.json and metrics.json.
+    # thread count (ecmlib.training.speed); what was chosen is saved in config.json and metrics.json.
     fast: bool = False
-    # torch CPU threads; None = a safe default (ecmlib.speed.default_threads, printed)
+    # torch CPU threads; None = a safe default (ecmlib.training.speed.default_threads, printed)
     num_threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -137,7 +137,7 @@ class ExperimentConfig:
 
     def save(self, path: str | Path) -> None:
         """Write the config as JSON, atomically."""
-        from .io import atomic_write_text
+        from ..io import atomic_write_text
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod

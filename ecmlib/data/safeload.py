@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 __all__ = ["UnsafeFileError", "RestrictedUnpickler", "load_checkpoint_file",
            "load_pickled_array", "load_plain_pickle"]

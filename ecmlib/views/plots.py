@@ -8,9 +8,9 @@ notebook asks for it. :func:`save_figure` writes ``figures/<name>.png`` and ``.s
 byte-stable metadata, atomically, and does nothing when no figures folder is given (quick
 runs pass a sandbox folder or none, so they never replace the committed figures).
 
-Inputs are the DataFrames of :mod:`ecmlib.stats` (a ``source`` column tells real and
+Inputs are the DataFrames of :mod:`ecmlib.data.stats` (a ``source`` column tells real and
 synthetic apart), a training history (``RunResult.history_frame()``), the ablation tables
-of :func:`ecmlib.workbook.aggregate`, and plain numpy arrays.
+of :func:`ecmlib.studies.workbook.aggregate`, and plain numpy arrays.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .io import atomic_write
+from ..io import atomic_write
 
 if TYPE_CHECKING:  # matplotlib is imported lazily: `import ecmlib` stays light
     from matplotlib.axes import Axes
@@ -100,7 +100,7 @@ def _headroom(ax: Axes, factor: float = 1.45) -> None:
 
 def _sources(df: pd.DataFrame) -> list[str]:
     if "source" not in df.columns:
-        raise ValueError(f"expected a 'source' column (an ecmlib.stats table); got {list(df.columns)}")
+        raise ValueError(f"expected a 'source' column (an ecmlib.data.stats table); got {list(df.columns)}")
     return list(dict.fromkeys(df["source"].tolist()))
 
 
@@ -375,7 +375,7 @@ def plot_loss_curves(history: pd.DataFrame, ax: Axes | None = None,
     Terms that are identically zero (a stream switched off) are left out. With ``weights``
     (``{'loss_pre': w_pre, ...}``) each term is drawn as it enters the total.
     """
-    from .losses import LOSS_NAMES
+    from ..method.losses import LOSS_NAMES
     _require(history, ["epoch", "loss_total"], "history")
     ax = _new_ax(ax)
     names = {"loss_pre": "L_pre", "loss_post": "L_post", "loss_eq": "L_eq", "loss_agg": "L_agg"}
@@ -422,7 +422,7 @@ def plot_map_curves(history: pd.DataFrame, ax: Axes | None = None,
 
 # The file's ``average_mAP`` is the mean over the dataset's evaluation thresholds (checked:
 # THUMOS14 = mean of mAP@0.1..0.9, ActivityNet = mean of mAP@0.5..0.95); renamed to the
-# names ecmlib.evaluation gives the same averages, so our curves and theirs share names.
+# names ecmlib.method.evaluation gives the same averages, so our curves and theirs share names.
 _OFFICIAL_AVERAGE = {"THUMOS14": "average_mAP@0.1:0.9", "ActivityNet1.2": "average_mAP@0.5:0.95",
                      "ActivityNet1.3": "average_mAP@0.5:0.95"}
 
@@ -434,7 +434,7 @@ def official_curves(dataset: str = "THUMOS14", path: str | Path | None = None) -
     ``average_mAP``, the explicit ``average_mAP@0.1:0.9`` (THUMOS14) /
     ``average_mAP@0.5:0.95`` (ActivityNet).
     """
-    from .data import default_data_dir
+    from ..data.features import default_data_dir
     path = Path(path) if path is not None else default_data_dir() / "curves" / "official_ecm_training_curves.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: official training curves not found")
@@ -499,7 +499,7 @@ def plot_ablation_bars(table: pd.DataFrame, metric: str, ax: Axes | None = None,
                        scale: float = 100.0, ylabel: str | None = None) -> Axes:
     """One bar per setting: mean of ``metric`` over seeds with ± std error bars.
 
-    ``table`` is :func:`ecmlib.workbook.aggregate` output (``<metric>_mean``, ``_std``);
+    ``table`` is :func:`ecmlib.studies.workbook.aggregate` output (``<metric>_mean``, ``_std``);
     ``records`` (one row per run) adds each seed as a dot, so n = 3 is visibly n = 3, and
     writes under a bar how many runs have no value (``k/n diverged`` when the records
     have a ``diverged`` column, else ``k/n missing``). Values are multiplied by ``scale``
@@ -541,7 +541,7 @@ def plot_setting_curves(histories: pd.DataFrame, metric: str = "mAP@0.5", ax: Ax
     """Per setting, ``metric`` per evaluated epoch: mean over seeds, ± std as a band.
 
     ``histories`` holds one row per (setting, seed, epoch), e.g.
-    :func:`ecmlib.ablation.collect_histories`; epochs without an evaluation are skipped.
+    :func:`ecmlib.studies.ablation.collect_histories`; epochs without an evaluation are skipped.
     """
     _require(histories, [setting_key, "epoch", metric], "histories")
     ax = _new_ax(ax)
@@ -575,7 +575,7 @@ def plot_cas_vs_weights(cas: np.ndarray, weights: np.ndarray, ax: Axes | None = 
 
     Both are [T]; time is in seconds when ``duration`` is given, else in snippets. The
     title carries their Pearson correlation, the quantity
-    :func:`ecmlib.ablation.transition_consistency` averages.
+    :func:`ecmlib.studies.ablation.transition_consistency` averages.
     """
     cas, weights = np.asarray(cas, dtype=float).ravel(), np.asarray(weights, dtype=float).ravel()
     if cas.shape != weights.shape:
@@ -619,7 +619,7 @@ def plot_paired_differences(summary: pd.DataFrame, metric: str = "mAP@0.5",
     """Forest plot: per setting, setting − ``baseline`` with its 95 % interval, one marker
     per model selection (best epoch on test, last epoch, mean of the last five).
 
-    ``summary`` is :func:`ecmlib.record.paired_summary` output (fractions; shown in points).
+    ``summary`` is :func:`ecmlib.studies.record.paired_summary` output (fractions; shown in points).
     """
     _require(summary, ["setting", "selection", "metric", "diff", "diff_lo", "diff_hi"],
              "paired summary")
@@ -662,7 +662,7 @@ def plot_ingredient_differences(summary: pd.DataFrame, selection: str = "last",
                                 ax: Axes | None = None) -> Axes:
     """Notebook 07 (study 07b): ECM − pre-only with its 95 % interval in each world of the
     ingredient study, one marker per metric. ``summary`` is
-    :func:`ecmlib.record.ingredient_summary` (fractions; shown in points)."""
+    :func:`ecmlib.studies.record.ingredient_summary` (fractions; shown in points)."""
     _require(summary, ["factor", "level", "selection", "metric", "diff", "diff_lo", "diff_hi"],
              "ingredient summary")
     s = summary[summary["selection"] == selection].copy()
@@ -675,7 +675,7 @@ def plot_ingredient_differences(summary: pd.DataFrame, selection: str = "last",
 def plot_world_differences(summary: pd.DataFrame, selection: str = "last",
                            levels: Sequence[str] = ("off", "default", "strong")) -> Figure:
     """Notebook 07: ECM − pre-only (points, 95 % CI) against each factor's level, one panel
-    per metric, one line per factor. ``summary`` is :func:`ecmlib.record.world_summary`."""
+    per metric, one line per factor. ``summary`` is :func:`ecmlib.studies.record.world_summary`."""
     _require(summary, ["factor", "level", "selection", "metric", "diff", "diff_lo", "diff_hi"],
              "world summary")
     s = summary[summary["selection"] == selection]

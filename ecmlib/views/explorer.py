@@ -42,11 +42,11 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import torch
 
-from .config import ExperimentConfig
-from .data import FeatureSet, default_data_dir
-from .evaluation import (DetectionResult, GroundTruth, Predictions, evaluate_detection,
+from ..training.config import ExperimentConfig
+from ..data.features import FeatureSet, default_data_dir
+from ..method.evaluation import (DetectionResult, GroundTruth, Predictions, evaluate_detection,
                          predictions_from_arrays)
-from .localize import LocalizeParams, localize_batch_flat, localize_video, minmax_normalize
+from ..method.localize import LocalizeParams, localize_batch_flat, localize_video, minmax_normalize
 
 if TYPE_CHECKING:  # matplotlib and ipywidgets are imported where they are used
     from matplotlib.axes import Axes
@@ -334,7 +334,7 @@ class VideoAnalysis:
 def analyse_split(model: torch.nn.Module, feature_set: FeatureSet, cfg: ExperimentConfig,
                   gt: GroundTruth | None = None, batch_size: int = 64) -> VideoAnalysis:
     """Run ``model`` once over ``feature_set`` and keep what the explorer needs."""
-    from .train import ground_truth_for, predict
+    from ..training.train import ground_truth_for, predict
     gt = gt or ground_truth_for(cfg, feature_set)
     scores, cas, weights = predict(model, feature_set.features, batch_size, weights=True)
     return VideoAnalysis(list(feature_set.names), list(feature_set.classes), scores, cas,
@@ -399,7 +399,7 @@ def plot_examples(analysis: VideoAnalysis, videos: Sequence[int | str],
 
 def real_features_status(data_root: str | Path | None, cfg: ExperimentConfig) -> str | None:
     """None when ``data_root`` holds features of the config's test split, else why not."""
-    from .data import DataError, detect_layout
+    from ..data.features import DataError, detect_layout
     if not data_root:
         return "no data_root given"
     try:
@@ -430,9 +430,9 @@ def open_checkpoint(path: str | Path | None = None, dataset: str = "THUMOS14",
     run); an official one gets ``dataset``'s preset with the widths read off its weights.
     With ``data_root`` the config points at those real features instead.
     """
-    from .model import infer_config, load_checkpoint
-    from .safeload import load_checkpoint_file
-    from .train import make_config
+    from ..method.model import infer_config, load_checkpoint
+    from ..data.safeload import load_checkpoint_file
+    from ..training.train import make_config
     path = resolve_checkpoint(path)
     if not path.is_file():
         hint = (" (make it with: python scripts/make_demo_checkpoint.py)"
@@ -464,7 +464,7 @@ def split_fingerprint(feature_set: FeatureSet) -> str:
 
 def load_test_split(cfg: ExperimentConfig, max_videos: int | None = None) -> FeatureSet:
     """The config's test split (first ``max_videos``), without reading the train split."""
-    from .train import load_features
+    from ..training.train import load_features
     return load_features(cfg, cfg.data.test_split, max_videos)
 
 

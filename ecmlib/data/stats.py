@@ -4,7 +4,7 @@ Every function returns a pandas DataFrame with a ``source`` column, so tables co
 real benchmarks and on a synthetic one can be concatenated (``pd.concat``) and plotted side by
 side. Annotation functions take a gt dict in the ActivityNet style of ``data/*/gt.json``
 ({"database": {video: {"subset", "duration", "annotations": [{"segment", "label"}]}}});
-feature functions take a :class:`ecmlib.data.FeatureSet`.
+feature functions take a :class:`ecmlib.data.features.FeatureSet`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:  # only for annotations; avoids importing the readers at import time
-    from .data import FeatureSet
+    from .features import FeatureSet
 
 __all__ = [
     "instance_table",

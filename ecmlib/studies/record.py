@@ -1,7 +1,7 @@
 """Results of record: the ablations and the difficulty study at the paper's protocol.
 
 A *study* is a list of *cells*; a cell is one training run, named by its setting (an
-ablation of :data:`ecmlib.ablation.SETTINGS`), its training seed, its data seed and the
+ablation of :data:`ecmlib.studies.ablation.SETTINGS`), its training seed, its data seed and the
 synthetic *world* it trains on (the ``thumos14-mini`` preset, or the preset with one
 difficulty factor moved, see :data:`WORLDS`). Every cell is exactly one command line::
 
@@ -73,12 +73,12 @@ LEVELS = ("off", "default", "strong")
 
 def _off_knobs(factor: str) -> tuple[str, ...]:
     """The ``name=value`` knobs that switch one difficulty factor of the generator off."""
-    from .synthetic import FACTORS
+    from ..data.synthetic import FACTORS
     return tuple(f"{k}={v}" for k, v in FACTORS[factor].items())
 
 
 def _minimal_knobs() -> tuple[str, ...]:
-    from .synthetic import FACTORS
+    from ..data.synthetic import FACTORS
     return tuple(k for factor in FACTORS for k in _off_knobs(factor))
 
 
@@ -106,7 +106,7 @@ def ingredient_worlds() -> list[tuple[str, str, tuple[str, ...]]]:
     """The worlds of 07b in order, as (group, name, knobs): the minimal world; each named
     factor added back alone at its default level ('add'); each ingredient switched in the
     minimal world ('ingredient')."""
-    from .synthetic import FACTORS
+    from ..data.synthetic import FACTORS
     minimal = _minimal_knobs()
     worlds = [("minimal", "all_off", minimal)]
     for factor in FACTORS:
@@ -211,7 +211,7 @@ def studies(seeds: int = 5, data_seeds: Sequence[int] = (1, 2), world_seeds: int
 
 def _studies(seeds: int, data_seeds: Sequence[int], world_seeds: int,
              protocol: dict[str, Any] | None) -> dict[str, Study]:
-    from .ablation import EQUIVALENT_LOSS_SETTINGS, TRANSITION_SETTINGS
+    from .ablation import EQUIVALENT_LOSS_SETTINGS, TRANSITION_SETTINGS, VARIANT_SETTINGS
     proto = dict(protocol or {})
     unknown = set(proto) - {"preset", "epochs", "eval_every", "threads"}
     if unknown:
@@ -242,7 +242,7 @@ def _studies(seeds: int, data_seeds: Sequence[int], world_seeds: int,
     s07c = [Cell(setting, seed, 0, (), "", "default", **long_proto)
             for seed in range(world_seeds) for setting in ("ecm", "pre_only")]
     # 08: a variant from the literature against ECM, paired by seed (data seed 0).
-    s08 = _seed_major(("ecm", "weight_sparsity"), range(seeds), 0, proto)
+    s08 = _seed_major(("ecm", *VARIANT_SETTINGS), range(seeds), 0, proto)
     return {"03": Study("03_ablation_equivalent_loss", tuple(s03)),
             "04": Study("04_ablation_weight_transition", tuple(s04)),
             "07": Study("07_when_does_ecm_help", tuple(s07)),
@@ -305,7 +305,7 @@ def run_cell(cell: Cell, root: str | Path, python: str | None = None,
     run_dir = root / cell.cell_id
     if is_done(root, cell):
         return run_dir
-    from .runlock import hold
+    from ..training.runlock import hold
     with hold(run_dir, "run of this cell"):  # never delete a folder a live run writes
         if run_dir.exists():
             shutil.rmtree(run_dir)
@@ -331,7 +331,7 @@ def run_cells(cells: Sequence[Cell], root: str | Path, jobs: int | None = 1,
     """Run every unfinished cell, ``jobs`` at a time; returns the failures' messages.
 
     The cells go through the executor every grid of the workbook uses
-    (:func:`ecmlib.executor.open_executor`: a local Dask cluster by default, a process pool,
+    (:func:`ecmlib.studies.executor.open_executor`: a local Dask cluster by default, a process pool,
     this process for ``jobs=1``, or a remote cluster or Slurm through ``executor`` keywords
     such as ``scheduler="tcp://HOST:PORT"``); a remote cluster must see ``root``. Each cell
     trains in a subprocess with its own command line, so a worker only waits for it.
@@ -383,7 +383,7 @@ N_BOOT = 1000
 def cell_config(cell: Cell) -> Any:
     """The ExperimentConfig that the cell's command line builds (``train``'s own recipe:
     the dataset's preset on the synthetic preset, the epochs, then the ``--set`` values)."""
-    from .train import make_config
+    from ..training.train import make_config
     return make_config(PROTOCOL["dataset"], synthetic=cell.preset, overrides=cell.overrides(),
                        epochs=cell.epochs)
 
@@ -393,7 +393,7 @@ def check_run_is_cell(cell: Cell, run_dir: Path, cfg: Any = None) -> None:
     configuration ``cfg`` (default: :func:`cell_config`; another run trained into the
     cell's folder), naming the keys."""
     import json
-    from .train import config_differences
+    from ..training.train import config_differences
     path = run_dir / "config.json"
     try:
         saved = json.loads(path.read_text())
@@ -409,7 +409,7 @@ def check_run_is_cell(cell: Cell, run_dir: Path, cfg: Any = None) -> None:
 def _test_split(cell: Cell, cache: dict) -> Any:
     """(the cell's config, its test features); the features are generated once per world
     and data seed (the config is the cell's own)."""
-    from .train import load_features
+    from ..training.train import load_features
     cfg = cell_config(cell)
     key = (cell.preset, cell.data_seed, cell.knobs)
     if key not in cache:
@@ -428,16 +428,16 @@ def collect_row(cell: Cell, root: str | Path, cache: dict | None = None) -> dict
     """One results row of a finished cell (reads its run folder; see :data:`COLUMNS`).
 
     The bootstrap intervals re-run inference of ``best.pth`` and ``last.pth`` on the test
-    split and resample its videos (:func:`ecmlib.evaluation.bootstrap_map`, ``N_BOOT``
+    split and resample its videos (:func:`ecmlib.method.evaluation.bootstrap_map`, ``N_BOOT``
     draws, seed 0); ``consistency`` is the Spearman agreement of CAS and aggregation
     weights of the best model (NaN for pre-only).
     """
     import numpy as np
     import pandas as pd
     from .ablation import consistency_of
-    from .evaluation import _read_json, bootstrap_map
-    from .model import load_checkpoint
-    from .train import detect, ground_truth_for, predict
+    from ..method.evaluation import _read_json, bootstrap_map
+    from ..method.model import load_checkpoint
+    from ..training.train import detect, ground_truth_for, predict
     run_dir = Path(root) / cell.cell_id
     cfg, test_set = _test_split(cell, cache if cache is not None else {})
     check_run_is_cell(cell, run_dir, cfg)
@@ -515,7 +515,7 @@ def write_study(study: Study, root: str | Path, out_dir: str | Path,
     Returns the table.
     """
     import pandas as pd
-    from .io import atomic_write_text
+    from ..io import atomic_write_text
     out_dir = Path(out_dir)
     known = {}
     if previous is not None and len(previous):
@@ -550,7 +550,7 @@ def write_study(study: Study, root: str | Path, out_dir: str | Path,
 
 def read_study(name: str, results_dir: str | Path | None = None) -> Any:
     """A results file of record as a DataFrame, checked row by row against its study's plan
-    (:func:`ecmlib.results.read_results`: a clear error naming file, line and column)."""
+    (:func:`ecmlib.studies.results.read_results`: a clear error naming file, line and column)."""
     from .results import read_results
     study = next((s for s in studies().values() if s.name == name), None)
     if study is None:
@@ -573,7 +573,8 @@ def read_curves(study: Study, results_dir: str | Path | None = None) -> Any:
 
 def default_results_dir() -> Path:
     """``data/results`` of the repository."""
-    return Path(__file__).resolve().parent.parent / "data" / "results"
+    from ..io import repo_root
+    return repo_root() / "data" / "results"
 
 
 # -- statistics -----------------------------------------------------------------------------
@@ -1054,9 +1055,6 @@ README_MARKERS = {"03": "results-03", "04": "results-04", "07": "results-07",
 def readme_block(key: str, results_dir: str | Path | None = None) -> str:
     """The generated README text of one study (between its markers)."""
     study = studies()[key]
-    if not (Path(results_dir or default_results_dir()) / study.csv_name).is_file():
-        return (f"0 of {len(study.cells)} planned runs finished (`data/results/"
-                f"{study.csv_name}` not written yet).")
     table = read_study(study.name, results_dir)
     head = (f"{len(table)} of {len(study.cells)} planned runs finished "
             f"(`data/results/{study.csv_name}`). ")
@@ -1149,7 +1147,7 @@ def render_readme(text: str, results_dir: str | Path | None = None) -> str:
 def report_main(argv: list[str] | None = None) -> int:
     """``python -m ecmlib report [--check]``: regenerate the README's results tables."""
     import argparse
-    from .io import atomic_write_text
+    from ..io import atomic_write_text
     parser = argparse.ArgumentParser(prog="python -m ecmlib report",
                                      description="Rewrite the README's results tables from "
                                                  "data/results/*.csv")

@@ -13,7 +13,7 @@ average mAP 0.5:0.95) and records a per-epoch history. A run directory holds::
     last.pth         the same for the last epoch (resume from it)
     result.json      the best epoch's detections, ActivityNet result format
     result.txt       the same, one detection per line (see ``write_txt_results``)
-    events.out.tfevents.*  TensorBoard scalars per epoch (``ecmlib.tblog``; when installed)
+    events.out.tfevents.*  TensorBoard scalars per epoch (``ecmlib.training.tblog``; when installed)
 
 Every file is written atomically; an existing run directory is never reused unless asked.
 
@@ -57,16 +57,16 @@ import numpy as np
 import torch
 
 from .config import SECTIONS, ExperimentConfig, preset
-from .data import THUMOS14_CLASSES, FeatureSet, load_annotations
-from .evaluation import (DetectionResult, GroundTruth, Predictions, classification_map,
+from ..data.features import THUMOS14_CLASSES, FeatureSet, load_annotations
+from ..method.evaluation import (DetectionResult, GroundTruth, Predictions, classification_map,
                          evaluate_detection, format_table, ground_truth_from_dict,
                          predictions_from_arrays)
-from .io import (atomic_write, atomic_write_json, atomic_write_text, prepare_run_dir,
+from ..io import (atomic_write, atomic_write_json, atomic_write_text, prepare_run_dir,
                  write_failure)
-from .localize import localize_batch_flat
-from .losses import compute_losses
-from .model import ECMNet, aggregates_taps, check_compatible, load_checkpoint
-from .safeload import load_checkpoint_file
+from ..method.localize import localize_batch_flat
+from ..method.losses import compute_losses
+from ..method.model import ECMNet, aggregates_taps, check_compatible, load_checkpoint
+from ..data.safeload import load_checkpoint_file
 from .tblog import ScalarLog
 from . import runlock, speed
 
@@ -123,7 +123,7 @@ def make_config(dataset: str = "THUMOS14", synthetic: str | None = None,
     if data_root:
         cfg = cfg.with_overrides({"data.data_root": str(data_root), "data.synthetic": None})
     else:
-        from .synthetic import get_spec
+        from ..data.synthetic import get_spec
         name = synthetic or DEFAULT_SYNTHETIC[dataset]
         spec = get_spec(name)
         if spec.dataset != dataset:
@@ -155,14 +155,14 @@ def load_features(cfg: ExperimentConfig, split: str,
     """
     d = cfg.data
     if d.data_root:
-        from .data import load_split
+        from ..data.features import load_split
         fs = load_split(d.data_root, d.dataset, split, cfg.model.num_snippets,
                         feat_dim=cfg.model.feat_dim, layout=d.layout,
                         gt=ground_truth_path(cfg), labels=d.labels)
         if max_videos is not None:
             fs = fs.subset(np.arange(min(max_videos, len(fs))))
     else:
-        from .synthetic import generate, get_spec, parse_knobs, video_names
+        from ..data.synthetic import generate, get_spec, parse_knobs, video_names
         if not d.synthetic:
             raise ValueError("config has neither data.data_root nor data.synthetic")
         spec = get_spec(d.synthetic)
@@ -190,7 +190,7 @@ def load_data(cfg: ExperimentConfig) -> tuple[FeatureSet, FeatureSet]:
 
 def ground_truth_path(cfg: ExperimentConfig) -> Path:
     """The ground-truth JSON in data/ for the config's dataset and variant."""
-    from .data import DATASETS, default_data_dir
+    from ..data.features import DATASETS, default_data_dir
     folder = DATASETS[cfg.data.dataset]["folder"]
     name = "gt.json" if cfg.data.gt_variant == "official" else f"gt_{cfg.data.gt_variant}.json"
     return default_data_dir() / folder / name
@@ -467,7 +467,7 @@ def _check_resume(cfg: ExperimentConfig, ckpt: dict[str, Any], resume: Path,
 def _resolve_speed(cfg: ExperimentConfig, ckpt: dict[str, Any] | None, device: torch.device,
                    say: Callable[[str], None]) -> ExperimentConfig:
     """``cfg`` with concrete precision and aggregation path: a resumed run keeps what its
-    checkpoint ran with, a new one resolves fast mode's requests (``ecmlib.speed``)."""
+    checkpoint ran with, a new one resolves fast mode's requests (``ecmlib.training.speed``)."""
     saved = (ckpt or {}).get("ecmlib_config")
     if isinstance(saved, dict):
         old = ExperimentConfig.from_dict(saved)

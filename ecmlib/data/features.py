@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 __all__ = [
     "DATASETS",
@@ -94,7 +94,8 @@ def _dataset_info(dataset: str) -> dict[str, Any]:
 
 def default_data_dir() -> Path:
     """Return the repository's ``data/`` folder (the parent of the ``ecmlib`` package's folder)."""
-    return Path(__file__).resolve().parent.parent / "data"
+    from ..io import repo_root
+    return repo_root() / "data"
 
 
 def subset_for_split(dataset: str, split: str) -> str:
@@ -968,7 +969,7 @@ def load_split(
     if dropped:
         known = [n for n in dropped if n in LEFT_OUT_VIDEOS.get(dataset, ())]
         why = (f" ({len(known)} of them left out of the ground truth on purpose, see "
-               f"ecmlib.data.LEFT_OUT_VIDEOS)" if known else "")
+               f"ecmlib.data.features.LEFT_OUT_VIDEOS)" if known else "")
         warnings.warn(f"{root}: left out {len(dropped)} video(s) of split {split!r} without "
                       f"annotations in the ground truth: {dropped[:10]}{why}", stacklevel=2)
     if not coll.records:
@@ -1022,7 +1023,7 @@ def write_official_npz(
     ``features`` is [D, T] with RGB channels first; it is split into ``feat_spa`` (first D/2)
     and ``feat_tem`` (last D/2). ``label`` is the [C] multi-hot ``cls_label``.
     """
-    from .io import atomic_write
+    from ..io import atomic_write
 
     path = Path(path)
     feat = np.asarray(features)

@@ -21,9 +21,9 @@ preset (see :func:`setting_config`):
 ============================  ===============================================================
 
 :func:`run_setting` trains one setting with one seed on a synthetic preset and returns
-flat metrics, so notebooks can hand it to :func:`ecmlib.workbook.run_grid` (it is a
+flat metrics, so notebooks can hand it to :func:`ecmlib.studies.workbook.run_grid` (it is a
 module-level function: worker processes can import it) and summarise with
-:func:`ecmlib.workbook.aggregate`. Only the training seed varies between seeds; the
+:func:`ecmlib.studies.workbook.aggregate`. Only the training seed varies between seeds; the
 synthetic features are generated once per process (seed ``data_seed``, default 0) and
 cached, so the spread over seeds is the spread of training, not of the data.
 
@@ -56,15 +56,16 @@ import torch
 if TYPE_CHECKING:  # annotations only: importing these at run time is not needed here
     import pandas as pd
 
-    from .config import ExperimentConfig
-    from .data import FeatureSet
-    from .model import ECMNet
-    from .synthetic import SyntheticSpec
+    from ..training.config import ExperimentConfig
+    from ..data.features import FeatureSet
+    from ..method.model import ECMNet
+    from ..data.synthetic import SyntheticSpec
 
 __all__ = [
     "SETTINGS",
     "EQUIVALENT_LOSS_SETTINGS",
     "TRANSITION_SETTINGS",
+    "VARIANT_SETTINGS",
     "DERIVED_PRESETS",
     "METRICS",
     "ablation_spec",
@@ -90,15 +91,17 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "fixed_transition": {"model.transition": "fixed"},
     "independent_transition": {"model.transition": "independent"},
     # Notebook 08's variant: ECM plus STPN's sparsity loss on the aggregation weights, at
-    # STPN's weight 1e-4 (declared before any run; see ecmlib.losses.weight_sparsity).
+    # STPN's weight 1e-4 (declared before any run; see ecmlib.method.losses.weight_sparsity).
     "weight_sparsity": {"loss.terms": "weight_sparsity=0.0001"},
 }
 
 #: The settings of notebook 03 (equivalent classification loss) and 04 (weight transition).
 EQUIVALENT_LOSS_SETTINGS = ("ecm", "pre_only", "post_only", "no_leq", "leq_0.5", "no_lagg")
 TRANSITION_SETTINGS = ("ecm", "fixed_transition", "independent_transition")
+#: Variants from the literature, each against ECM (notebook 08).
+VARIANT_SETTINGS = ("weight_sparsity",)
 
-#: Smaller benchmarks derived from a preset of ecmlib.synthetic, for CPU-sized sweeps:
+#: Smaller benchmarks derived from a preset of ecmlib.data.synthetic, for CPU-sized sweeps:
 #: name -> (base preset, SyntheticSpec changes). Same videos and annotations as the base.
 DERIVED_PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "thumos14-small": ("thumos14-mini", {"num_snippets": 128, "feat_dim": 128}),
@@ -111,8 +114,8 @@ METRICS = ("mAP@0.5", "average_mAP@0.1:0.7", "average_mAP@0.1:0.5", "classificat
 
 
 def ablation_spec(preset: str) -> SyntheticSpec:
-    """The synthetic spec of ``preset``: a name of ecmlib.synthetic.PRESETS or DERIVED_PRESETS."""
-    from .synthetic import get_spec
+    """The synthetic spec of ``preset``: a name of ecmlib.data.synthetic.PRESETS or DERIVED_PRESETS."""
+    from ..data.synthetic import get_spec
     if preset in DERIVED_PRESETS:
         base, changes = DERIVED_PRESETS[preset]
         return get_spec(base).replace(name=preset, **changes)
@@ -130,7 +133,7 @@ def setting_config(setting: str, seed: int = 0, preset: str = "thumos14-small",
     and finally ``extra`` (any config key, e.g. ``{'hidden_dim': 64, 'train.lr': 1e-3}``),
     which wins over everything else.
     """
-    from .train import make_config
+    from ..training.train import make_config
     if setting not in SETTINGS:
         raise ValueError(f"unknown ablation setting {setting!r}; choose one of {', '.join(SETTINGS)}")
     spec = ablation_spec(preset)
@@ -153,14 +156,14 @@ def load_setting_data(preset: str, data_seed: int = 0) -> tuple[FeatureSet, Feat
     Cached: every run of a sweep that lands in the same worker process reuses the arrays
     (generating thumos14-mini takes tens of seconds; training never modifies them).
     """
-    from .synthetic import generate
+    from ..data.synthetic import generate
     spec = ablation_spec(preset)
     splits = {"THUMOS14": ("val", "test")}.get(spec.dataset, ("training", "validation"))
     out = generate(spec, seed=data_seed, splits=list(splits))
     return out[splits[0]], out[splits[1]]
 
 
-# ecmlib.train's message when the training loss stops being finite.
+# ecmlib.training.train's message when the training loss stops being finite.
 _DIVERGED = re.compile(r"epoch (\d+): the training loss is .* \(diverged\)")
 
 
@@ -214,7 +217,7 @@ def _cas_and_weights(model: ECMNet, features: np.ndarray | torch.Tensor, labels:
     """
     if model.cfg.streams == "pre":
         return None
-    from .train import predict
+    from ..training.train import predict
     _, cas, weights = predict(model, features, batch_size, weights=True)
     return cas, weights
 
@@ -276,7 +279,7 @@ def run_setting(setting: str, seed: int, preset: str = "thumos14-small", epochs:
     ``consistency`` (Spearman) and ``consistency_pearson`` are measured on the test split
     with the best model (NaN for ``pre_only``: it has no aggregation weights). Torch runs
     on one thread: sweeps run one process per core. With ``runs_root`` the run keeps its
-    run directory (config, history, best checkpoint; see ``ecmlib.train``) in
+    run directory (config, history, best checkpoint; see ``ecmlib.training.train``) in
     ``runs_root/run_name(setting, seed)``.
 
     A run whose training loss becomes NaN/inf is a result, not a crash of the sweep: it
@@ -285,7 +288,7 @@ def run_setting(setting: str, seed: int, preset: str = "thumos14-small", epochs:
     metric's statistics and its ``_n``) instead of silently averaging the survivors.
     ``diverged`` is 0 and ``diverged_epoch`` NaN otherwise.
     """
-    from .train import train
+    from ..training.train import train
     torch.set_num_threads(1)
     cfg = setting_config(setting, seed, preset, epochs, eval_every, extra)
     train_set, test_set = load_setting_data(preset, data_seed)

@@ -134,7 +134,7 @@ of mAP@0.5; intra-class variation and distractors about 2, which is close to the
 run-to-run spread (1.5 points between the two seeds; the last five evaluations of one run
 vary by about 1 point). An untrained model scores 0 (no class passes the 0.25 score
 threshold). The script computes L_agg with torch's BCE (as the authors' ``nn.BCELoss``):
-an earlier log-then-clamp version of ``ecmlib.losses.loss_agg`` gave NaN gradients on a
+an earlier log-then-clamp version of ``ecmlib.method.losses.loss_agg`` gave NaN gradients on a
 saturated softmax (since fixed).
 """
 
@@ -404,7 +404,7 @@ def _unit(v: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=4)
 def _load_gt(dataset: str) -> dict:
     """The official annotations, read once per process (treated as read-only here)."""
-    from .data import load_annotations
+    from .features import load_annotations
     return load_annotations(dataset, variant="official")
 
 
@@ -882,7 +882,7 @@ def video_events(preset: str | SyntheticSpec, name: str, seed: int = 0) -> Video
 
 def ground_truth(preset: str | SyntheticSpec) -> dict:
     """The real annotations restricted to the videos of a preset (same format as
-    :func:`ecmlib.data.load_annotations`), e.g. to score an ActivityNet mini preset."""
+    :func:`ecmlib.data.features.load_annotations`), e.g. to score an ActivityNet mini preset."""
     spec = get_spec(preset)
     gt = _load_gt(spec.dataset)
     keep = {n for sp, _ in _SPLITS[spec.dataset] for n in _split_names(spec, gt, sp)}
@@ -902,7 +902,7 @@ def generate(preset: str | SyntheticSpec, seed: int = 0,
     ``videos`` restricts to a subset of video names (handy for a few videos of a large
     preset). The same (preset, seed, video) always gives the same arrays.
     """
-    from .data import FeatureSet
+    from .features import FeatureSet
     spec = get_spec(preset)
     seed = _check_seed(seed)
     gt = _load_gt(spec.dataset)
@@ -938,7 +938,7 @@ def generate(preset: str | SyntheticSpec, seed: int = 0,
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
     return __version__
 
 
@@ -952,8 +952,8 @@ def write_dataset(preset: str | SyntheticSpec, out_dir: str | Path, seed: int = 
     unless ``overwrite``, which first removes the split folders and manifest written here
     before. Returns ``out_dir``.
     """
-    from .data import write_official_npz
-    from .io import atomic_write_json
+    from .features import write_official_npz
+    from ..io import atomic_write_json
     spec = get_spec(preset)
     seed = _check_seed(seed)
     out = Path(out_dir)

@@ -66,8 +66,8 @@ def time_aggregation_paths(model_cfg: Any, batch: int, device: torch.device,
     inputs of the run's shape, per aggregation path ('features', 'taps')."""
     import dataclasses
 
-    from .losses import LossConfig, compute_losses
-    from .model import ECMNet
+    from ..method.losses import LossConfig, compute_losses
+    from ..method.model import ECMNet
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(batch, model_cfg.feat_dim, model_cfg.num_snippets, generator=gen).to(device)
     y = (torch.rand(batch, model_cfg.num_classes, generator=gen) < 0.1).float().to(device)
@@ -128,7 +128,7 @@ def default_threads() -> tuple[int, str]:
     another ecmlib run, else the physical cores not already busy."""
     import psutil
 
-    from .executor import THREADS_ENV
+    from ..studies.executor import THREADS_ENV
     share = os.environ.get(THREADS_ENV, "")
     if share.isdigit() and int(share) > 0:
         return int(share), f"this grid cell's share, {THREADS_ENV}"

@@ -48,7 +48,7 @@ class ModelConfig:
     streams: str = "both"         # which streams are trained: pre | post | both
     transition: str = "learned"   # EWT variant: learned | fixed | independent
     # How the post/background streams reach conv_1: auto (prefer_taps' rule, what the
-    # record used) | features | taps | fastest (measured at start, see ecmlib.speed)
+    # record used) | features | taps | fastest (measured at start, see ecmlib.training.speed)
     aggregation: str = "auto"
 
     def __post_init__(self) -> None:
@@ -230,7 +230,7 @@ def prefer_taps(cfg: ModelConfig) -> bool:
 def aggregates_taps(cfg: ModelConfig) -> bool:
     """The path a model of ``cfg`` takes: ``model.aggregation`` when it names one, else
     :func:`prefer_taps`' rule ("fastest" is resolved before a model is built, by
-    ``ecmlib.speed``; a model built straight from such a config follows the rule)."""
+    ``ecmlib.training.speed``; a model built straight from such a config follows the rule)."""
     if cfg.aggregation in ("features", "taps"):
         return cfg.aggregation == "taps"
     return prefer_taps(cfg)
@@ -449,7 +449,7 @@ def load_checkpoint(path: str | Path, cfg: ModelConfig | None = None,
     With ``cfg`` the checkpoint must fit it (else a ValueError says which value differs);
     without, the widths are read off the weights. Returns (model in eval mode, raw dict).
     """
-    from .safeload import load_checkpoint_file
+    from ..data.safeload import load_checkpoint_file
     path = Path(path)
     # weights_only: tensors and plain data only; a file that needs more is refused unrun.
     ckpt = load_checkpoint_file(path, map_location=map_location)

@@ -49,10 +49,10 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import runlock
+from ..training import runlock
 from .executor import add_executor_args, cores, executor_options, open_executor
-from .speed import FAST_ENV
-from .io import atomic_write_json, atomic_write_text, prepare_run_dir
+from ..training.speed import FAST_ENV
+from ..io import atomic_write_json, atomic_write_text, prepare_run_dir, repo_root
 
 __all__ = [
     "NOTEBOOK_PATTERN",
@@ -83,20 +83,14 @@ SEED_KEY = "seed"
 # ------------------------------------------------------------------ locations
 
 
-def _repo_root() -> Path:
-    """The checkout that holds this package (figures/, notebooks/ and runs/ live there)."""
-    import ecmlib
-    return Path(ecmlib.__file__).resolve().parents[1]
-
-
 def default_notebooks_dir() -> Path:
     """``notebooks/`` of the checkout."""
-    return _repo_root() / "notebooks"
+    return repo_root() / "notebooks"
 
 
 def default_figures_dir() -> Path:
     """``figures/`` of the checkout, computed at run time (never a stored path)."""
-    return _repo_root() / "figures"
+    return repo_root() / "figures"
 
 
 def _timestamp() -> str:
@@ -121,7 +115,7 @@ def _fresh_timestamped_dir(parent: Path, prefix: str = "") -> Path:
 def _out_dir(out: str | Path | None, default_prefix: str) -> Path:
     """Resolve ``--out``: a given folder must be new or empty; none means a fresh one."""
     if out is None or str(out) == "":
-        return _fresh_timestamped_dir(_repo_root() / "runs", default_prefix).resolve()
+        return _fresh_timestamped_dir(repo_root() / "runs", default_prefix).resolve()
     return prepare_run_dir(Path(out)).resolve()
 
 
@@ -313,7 +307,7 @@ def _environment() -> dict[str, Any]:
     import ecmlib
     return {"python": platform.python_version(), "platform": platform.platform(),
             "cpu_count": os.cpu_count(), "ecmlib": ecmlib.__version__,
-            "git_commit": _git_commit(_repo_root())}
+            "git_commit": _git_commit(repo_root())}
 
 
 def _table(rows: list[dict], columns: Sequence[str]) -> str:
@@ -333,7 +327,7 @@ def run_workbook(notebooks_dir: str | Path | None = None, out: str | Path | None
     ``quick=True`` (each only if its parameters cell declares it). ``jobs > 1`` runs notebooks
     side by side, which is only right when they do not read each other's outputs.
     ``executor``, ``scheduler``, ``slurm``, ``slurm_opts``, ``gpu``: where the notebooks run
-    (:func:`ecmlib.executor.open_executor`; by default here, one after another, and with
+    (:func:`ecmlib.studies.executor.open_executor`; by default here, one after another, and with
     ``jobs > 1`` on a local Dask cluster). With a scheduler, notebooks still run one at a
     time unless ``jobs > 1``, and the output folder must be one the workers see.
 
@@ -577,7 +571,7 @@ def run_grid(fn: Callable[..., Mapping[str, Any]], grid: Mapping[str, Sequence[A
              executor: str | Executor | None = None, gpu: bool = False) -> list[dict[str, Any]]:
     """Call ``fn(**params)`` for every point of ``grid``; return ``params | metrics`` per point.
 
-    Where the points run (see :func:`ecmlib.executor.open_executor`): by default a local
+    Where the points run (see :func:`ecmlib.studies.executor.open_executor`): by default a local
     Dask cluster of ``jobs`` workers (default: min(cores, grid size)), each point with
     ``cores // jobs`` torch threads; ``jobs=1`` runs in this process, so any function
     works. ``scheduler`` (``"tcp://HOST:PORT"``, a ``distributed.Client`` or a cluster;
@@ -1087,7 +1081,7 @@ def run_sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]],
     (new or empty, or an earlier sweep of the same grid, which is resumed: finished cells
     are kept, missing ones run, failed ones only with ``rerun_failed``; default
     ``runs/sweep-<name>-<timestamp>``). ``executor``, ``scheduler``, ``slurm``,
-    ``slurm_opts``, ``gpu``: where the cells run (:func:`ecmlib.executor.open_executor`).
+    ``slurm_opts``, ``gpu``: where the cells run (:func:`ecmlib.studies.executor.open_executor`).
     Raises RuntimeError, after writing those files, if any run failed.
     """
     records, table, out_path = _execute_sweep(

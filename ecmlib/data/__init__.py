@@ -1,0 +1,1 @@
+"""Data: feature and annotation readers, safe loading, the synthetic benchmark, statistics."""

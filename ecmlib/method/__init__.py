@@ -1,0 +1,1 @@
+"""The method: ECM's network, its losses, localisation and detection mAP."""

@@ -1,0 +1,1 @@
+"""Studies: ablation settings, the results of record, grid execution, the workbook runner."""

@@ -1,0 +1,1 @@
+"""Training machinery: configuration, the training run, checkpoints, speed settings."""

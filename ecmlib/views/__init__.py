@@ -1,0 +1,1 @@
+"""Views: figures and the interactive detection explorer."""
