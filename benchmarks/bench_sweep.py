@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # workers import this 
 
 @functools.lru_cache(maxsize=1)
 def _data():
-    from ecmlib.training.train import load_data, make_config
+    from ecmlib.training.setup import load_data, make_config
     return load_data(make_config("THUMOS14", synthetic="tiny"))
 
 
@@ -39,7 +39,8 @@ def cell(seed: int, epochs: int) -> dict:
     """One short training run (module level: the process pool imports it by name)."""
     import torch
 
-    from ecmlib.training.train import make_config, train
+    from ecmlib.training.setup import make_config
+    from ecmlib.training.train import train
     cfg = make_config("THUMOS14", synthetic="tiny", epochs=epochs,
                       overrides={"train.seed": seed, "eval.eval_every": epochs})
     t0 = time.perf_counter()

@@ -26,7 +26,9 @@ import torch
 
 from ecmlib.method.losses import compute_losses, loss_pre
 from ecmlib.method.model import ECMNet
-from ecmlib.training.train import evaluate_model, load_data, make_config, train
+from ecmlib.training.inference import evaluate_model
+from ecmlib.training.setup import load_data, make_config
+from ecmlib.training.train import train
 
 
 def _epoch(model: ECMNet, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,

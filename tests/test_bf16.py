@@ -15,7 +15,8 @@ from torch import nn
 import ecmlib.training.train as train_mod
 from ecmlib.method.losses import compute_losses
 from ecmlib.method.model import ECMNet
-from ecmlib.training.train import load_data, make_config, seed_everything, train
+from ecmlib.training.setup import load_data, make_config, seed_everything
+from ecmlib.training.train import train
 
 
 @pytest.fixture(scope="module")

@@ -155,7 +155,8 @@ def _local_reference(seed: int, epochs: int = 1) -> dict[str, float]:
     """What the fixture notebook computes, here in this process (CPU, one torch thread)."""
     import torch
 
-    from ecmlib.training.train import make_config, train
+    from ecmlib.training.setup import make_config
+    from ecmlib.training.train import train
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -294,7 +295,8 @@ def test_training_writes_tensorboard_scalars_into_the_run_folder(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from ecmlib.training.train import make_config, train
+    from ecmlib.training.setup import make_config
+    from ecmlib.training.train import train
     cfg = make_config("THUMOS14", synthetic="tiny", epochs=2,
                       overrides={"train.num_threads": 1, "eval.eval_every": 1})
     res = train(cfg, out_dir=tmp_path / "run", progress=False, log=None)

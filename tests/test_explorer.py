@@ -204,7 +204,8 @@ def test_analyse_split_matches_model_inference():
     import torch
 
     from ecmlib.method.model import ECMNet
-    from ecmlib.training.train import make_config, predict
+    from ecmlib.training.setup import make_config
+    from ecmlib.training.inference import predict
     cfg = make_config("THUMOS14", synthetic="tiny")
     test = explorer.load_test_split(cfg, max_videos=6)
     assert len(test) == 6
@@ -223,7 +224,8 @@ def test_open_checkpoint_round_trip(tmp_path):
     import torch
 
     from ecmlib.method.model import ECMNet
-    from ecmlib.training.train import make_config, save_checkpoint
+    from ecmlib.training.setup import make_config
+    from ecmlib.training.checkpoint import save_checkpoint
     cfg = make_config("THUMOS14", synthetic="tiny")
     model = ECMNet(cfg.model)
     path = tmp_path / "ck.pth"
@@ -272,7 +274,9 @@ def test_real_features_path_reads_only_the_test_split(tmp_path):
 
     from ecmlib.method.model import ECMNet
     from ecmlib.data.synthetic import write_dataset
-    from ecmlib.training.train import evaluate_model, make_config, save_checkpoint
+    from ecmlib.training.inference import evaluate_model
+    from ecmlib.training.setup import make_config
+    from ecmlib.training.checkpoint import save_checkpoint
     cfg = make_config("THUMOS14", synthetic="tiny")
     root = write_dataset("tiny", tmp_path / "features")
     shutil.rmtree(root / "val")  # the train split is not needed, and must not be read
@@ -362,7 +366,7 @@ def test_pair_refuses_different_splits_or_localisation(analysis):
 
 
 def test_configs_of_different_test_splits_are_refused():
-    from ecmlib.training.train import make_config
+    from ecmlib.training.setup import make_config
     a = make_config("THUMOS14", synthetic="tiny")
     assert explorer.comparability_problems(a, a.with_overrides(["model.streams=pre",
                                                                 "train.seed=3",

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from ecmlib.method.model import ECMNet
-from ecmlib.training.train import evaluate_model, load_data, make_config, train
+from ecmlib.training.inference import evaluate_model
+from ecmlib.training.setup import load_data, make_config
+from ecmlib.training.train import train
 
 
 @pytest.mark.slow

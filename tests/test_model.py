@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from ecmlib.method.losses import LossConfig, compute_losses, loss_agg, loss_eq, loss_pre
-from ecmlib.method.model import ECMNet, ModelConfig, group_matrix, load_checkpoint
+from ecmlib.method.model import ECMNet, ModelConfig, group_matrix
+from ecmlib.training.checkpoint import load_checkpoint
 from ecmlib.parity import load_golden, model_checks
 
 DATA = Path(__file__).parent / "data"

@@ -17,7 +17,8 @@ import pytest
 
 from ecmlib.training import runlock
 from ecmlib.cli import main
-from ecmlib.training.train import make_config, train
+from ecmlib.training.setup import make_config
+from ecmlib.training.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["train", "--dataset", "THUMOS14", "--synthetic", "tiny", "--quiet"]
@@ -212,7 +213,8 @@ time.sleep(120)
 
 def _killed_run(tmp_path: Path, kill_at: str, *sets: str) -> tuple[list[str], Path]:
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "ecmlib", *TINY, "--epochs", "3", "--out", str(run),
+    cmd = [sys.executable, str(ROOT / "tests" / "_faults.py"), *TINY, "--epochs", "3",
+           "--out", str(run),
            "--set", "train.num_threads=1", "eval.eval_every=1", *sets]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ECMLIB_TENSORBOARD": "0",
            "ECMLIB_TEST_KILL_AT": kill_at}

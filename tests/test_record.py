@@ -66,7 +66,7 @@ def test_world_cells_carry_their_knobs():
 
 
 def test_synthetic_knobs_change_the_world_and_bad_knobs_fail():
-    from ecmlib.training.train import load_data, make_config
+    from ecmlib.training.setup import load_data, make_config
     base = make_config("THUMOS14", synthetic="tiny")
     off = base.with_overrides(["data.synthetic_knobs=context_strength=0.0"])
     a, b = load_data(base)[1], load_data(off)[1]
@@ -79,7 +79,7 @@ def test_test_split_alone_equals_the_joint_load_and_keeps_the_knobs():
     # record, eval and the explorer read only the test split; it must be the same arrays
     # as training's (train, test) pair, in a moved world too (the explorer once lost knobs).
     from ecmlib.views.explorer import load_test_split
-    from ecmlib.training.train import load_data, load_features, make_config
+    from ecmlib.training.setup import load_data, load_features, make_config
     cfg = make_config("THUMOS14", synthetic="tiny").with_overrides(
         ["data.synthetic_knobs=distractor_rate=4.0", "data.synthetic_seed=2"])
     joint = load_data(cfg)[1]

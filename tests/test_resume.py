@@ -1,8 +1,8 @@
 """Resume: a run killed with SIGKILL at any point continues in its own folder and ends exactly
 as the uninterrupted run (history and metrics less the wall times, result files, weights).
 
-The kills are deterministic: ``ECMLIB_TEST_KILL_AT=<phase>:<epoch>`` makes ``train`` SIGKILL
-itself at that point (see ``ecmlib.training.train._kill_point``).
+The kills are deterministic: ``ECMLIB_TEST_KILL_AT=<phase>:<epoch>`` makes ``tests/_faults.py``
+(the CLI with library functions wrapped from outside) SIGKILL the run at that point.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ TIME_KEYS = {"train_time_s", "eval_time_s", "wall_time_s"}
 
 
 def _cmd(*extra: str, sets: list[str] = SETTINGS) -> list[str]:
-    return [sys.executable, "-m", "ecmlib", "train", "--dataset", "THUMOS14", "--synthetic",
+    return [sys.executable, str(ROOT / "tests" / "_faults.py"), "train", "--dataset", "THUMOS14", "--synthetic",
             "tiny", "--epochs", str(EPOCHS), "--quiet", *extra, "--set", *sets]
 
 
@@ -143,7 +143,8 @@ def test_sigkill_anywhere_then_resume_in_place_ends_as_the_uninterrupted_run(tmp
 
 
 def test_resume_on_another_configuration_is_refused(tmp_path, capsys, monkeypatch) -> None:
-    from ecmlib.training.train import make_config, train
+    from ecmlib.training.setup import make_config
+    from ecmlib.training.train import train
     monkeypatch.setenv("ECMLIB_TENSORBOARD", "0")
     cfg = make_config("THUMOS14", synthetic="tiny", epochs=1,
                       overrides=["eval_every=1", "train.num_threads=1"])

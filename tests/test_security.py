@@ -22,7 +22,8 @@ import pytest
 import torch
 
 from ecmlib.data import features as D
-from ecmlib.method.model import ECMNet, ModelConfig, load_checkpoint
+from ecmlib.method.model import ECMNet, ModelConfig
+from ecmlib.training.checkpoint import load_checkpoint
 from ecmlib.data.safeload import (UnsafeFileError, load_checkpoint_file, load_pickled_array,
                              load_plain_pickle)
 
@@ -170,7 +171,8 @@ def test_authors_checkpoint_format_loads_strictly(tmp_path):
 
 def test_ecmlib_checkpoints_are_weights_only_safe(tmp_path):
     """What train() writes (config, history, best, RNG states, Adam) loads with weights_only."""
-    from ecmlib.training.train import make_config, save_checkpoint
+    from ecmlib.training.setup import make_config
+    from ecmlib.training.checkpoint import save_checkpoint
     cfg = make_config("THUMOS14", synthetic="tiny")
     model = ECMNet(cfg.model)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)

@@ -10,7 +10,9 @@ import torch
 
 from ecmlib.studies import record
 from ecmlib.training import speed
-from ecmlib.training.train import config_differences, make_config, train
+from ecmlib.training.checkpoint import config_differences
+from ecmlib.training.setup import make_config
+from ecmlib.training.train import train
 
 
 def test_cpu_bf16_reads_the_flags(tmp_path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,9 @@ import torch
 from ecmlib.cli import main
 from ecmlib.method.model import ECMNet, ModelConfig
 from ecmlib.data.synthetic import generate, get_spec, write_dataset
-from ecmlib.training.train import (load_data, make_config, resolve_device, save_checkpoint, train)
+from ecmlib.training.setup import load_data, make_config, resolve_device
+from ecmlib.training.checkpoint import save_checkpoint
+from ecmlib.training.train import train
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +176,8 @@ def test_activitynet_preset_end_to_end(tmp_path) -> None:
 
 
 def test_bad_data_leaves_no_empty_run_folder(tmp_path):
-    from ecmlib.training.train import make_config, train
+    from ecmlib.training.setup import make_config
+    from ecmlib.training.train import train
     empty_root = tmp_path / "features"
     empty_root.mkdir()
     cfg = make_config("THUMOS14", data_root=str(empty_root))

@@ -246,7 +246,7 @@ def test_thumos14_real_misalignment_is_still_an_error(thumos, tmp_path):
 
 
 def test_config_data_labels_reaches_the_reader(thumos):
-    from ecmlib.training.train import load_data, make_config
+    from ecmlib.training.setup import load_data, make_config
 
     with pytest.raises(ValueError, match="data.labels must be"):
         make_config("THUMOS14", data_root=str(thumos), overrides=["data.labels=segments"])

@@ -23,7 +23,6 @@ G groups, P (video, label class) pairs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -31,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 Streams = Literal["pre", "post", "both"]
-Transition = Literal["learned", "fixed", "independent"]
+TransitionKind = Literal["learned", "fixed", "independent"]
 
 
 @dataclass
@@ -416,58 +415,3 @@ class ECMNet(nn.Module):
 
 # -- checkpoints ---------------------------------------------------------------------------
 
-def describe_state_dict(state: dict[str, torch.Tensor]) -> str:
-    """One line per tensor: name and shape (for error messages)."""
-    return ", ".join(f"{k} {tuple(v.shape)}" for k, v in state.items())
-
-
-def infer_config(state: dict[str, torch.Tensor], **defaults: Any) -> ModelConfig:
-    """Read feat_dim, hidden_dim and num_classes off an official state dict."""
-    try:
-        hidden, feat, _ = state["base_module.conv_1.weight"].shape
-        num_classes = state["classifier_module.conv.weight"].shape[0]
-    except KeyError as err:
-        raise ValueError(f"state dict lacks {err}: not an ECM checkpoint") from None
-    return ModelConfig(**{**defaults, "feat_dim": int(feat), "hidden_dim": int(hidden),
-                          "num_classes": int(num_classes)})
-
-
-def check_compatible(state: dict[str, torch.Tensor], cfg: ModelConfig, source: str) -> None:
-    """Raise a clear error when a checkpoint was trained for another width or class count."""
-    found = infer_config(state, num_snippets=cfg.num_snippets, topk_ratio=cfg.topk_ratio)
-    problems = [f"{name} is {getattr(found, name)} in the checkpoint but {getattr(cfg, name)} "
-                f"in the config" for name in ("feat_dim", "hidden_dim", "num_classes")
-                if getattr(found, name) != getattr(cfg, name)]
-    if problems:
-        raise ValueError(f"{source}: checkpoint does not fit the model: " + "; ".join(problems))
-
-
-def load_checkpoint(path: str | Path, cfg: ModelConfig | None = None,
-                    map_location: str | torch.device = "cpu") -> tuple[ECMNet, dict[str, Any]]:
-    """Load an official-format checkpoint ``{'epoch', 'state_dict', 'optimizer'}``.
-
-    With ``cfg`` the checkpoint must fit it (else a ValueError says which value differs);
-    without, the widths are read off the weights. Returns (model in eval mode, raw dict).
-    """
-    from ..data.safeload import load_checkpoint_file
-    path = Path(path)
-    # weights_only: tensors and plain data only; a file that needs more is refused unrun.
-    ckpt = load_checkpoint_file(path, map_location=map_location)
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        keys = list(ckpt)[:5] if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path}: not an official ECM checkpoint (expected a dict with "
-                         f"'epoch', 'state_dict', 'optimizer'; found {keys})")
-    state = ckpt["state_dict"]
-    # Checkpoints saved from nn.DataParallel prefix every key with 'module.'.
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    if cfg is None:
-        cfg = infer_config(state)
-    else:
-        check_compatible(state, cfg, str(path))
-    model = ECMNet(cfg)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f"{path}: state dict does not match ECMNet({cfg.transition}): {err}") from None
-    model.eval()
-    return model, ckpt

@@ -133,7 +133,7 @@ def setting_config(setting: str, seed: int = 0, preset: str = "thumos14-small",
     and finally ``extra`` (any config key, e.g. ``{'hidden_dim': 64, 'train.lr': 1e-3}``),
     which wins over everything else.
     """
-    from ..training.train import make_config
+    from ..training.setup import make_config
     if setting not in SETTINGS:
         raise ValueError(f"unknown ablation setting {setting!r}; choose one of {', '.join(SETTINGS)}")
     spec = ablation_spec(preset)
@@ -217,7 +217,7 @@ def _cas_and_weights(model: ECMNet, features: np.ndarray | torch.Tensor, labels:
     """
     if model.cfg.streams == "pre":
         return None
-    from ..training.train import predict
+    from ..training.inference import predict
     _, cas, weights = predict(model, features, batch_size, weights=True)
     return cas, weights
 

@@ -383,7 +383,7 @@ N_BOOT = 1000
 def cell_config(cell: Cell) -> Any:
     """The ExperimentConfig that the cell's command line builds (``train``'s own recipe:
     the dataset's preset on the synthetic preset, the epochs, then the ``--set`` values)."""
-    from ..training.train import make_config
+    from ..training.setup import make_config
     return make_config(PROTOCOL["dataset"], synthetic=cell.preset, overrides=cell.overrides(),
                        epochs=cell.epochs)
 
@@ -393,7 +393,7 @@ def check_run_is_cell(cell: Cell, run_dir: Path, cfg: Any = None) -> None:
     configuration ``cfg`` (default: :func:`cell_config`; another run trained into the
     cell's folder), naming the keys."""
     import json
-    from ..training.train import config_differences
+    from ..training.checkpoint import config_differences
     path = run_dir / "config.json"
     try:
         saved = json.loads(path.read_text())
@@ -409,7 +409,7 @@ def check_run_is_cell(cell: Cell, run_dir: Path, cfg: Any = None) -> None:
 def _test_split(cell: Cell, cache: dict) -> Any:
     """(the cell's config, its test features); the features are generated once per world
     and data seed (the config is the cell's own)."""
-    from ..training.train import load_features
+    from ..training.setup import load_features
     cfg = cell_config(cell)
     key = (cell.preset, cell.data_seed, cell.knobs)
     if key not in cache:
@@ -436,8 +436,9 @@ def collect_row(cell: Cell, root: str | Path, cache: dict | None = None) -> dict
     import pandas as pd
     from .ablation import consistency_of
     from ..method.evaluation import _read_json, bootstrap_map
-    from ..method.model import load_checkpoint
-    from ..training.train import detect, ground_truth_for, predict
+    from ..training.checkpoint import load_checkpoint
+    from ..training.inference import detect, predict
+    from ..training.setup import ground_truth_for
     run_dir = Path(root) / cell.cell_id
     cfg, test_set = _test_split(cell, cache if cache is not None else {})
     check_run_is_cell(cell, run_dir, cfg)

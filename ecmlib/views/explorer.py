@@ -334,7 +334,8 @@ class VideoAnalysis:
 def analyse_split(model: torch.nn.Module, feature_set: FeatureSet, cfg: ExperimentConfig,
                   gt: GroundTruth | None = None, batch_size: int = 64) -> VideoAnalysis:
     """Run ``model`` once over ``feature_set`` and keep what the explorer needs."""
-    from ..training.train import ground_truth_for, predict
+    from ..training.setup import ground_truth_for
+    from ..training.inference import predict
     gt = gt or ground_truth_for(cfg, feature_set)
     scores, cas, weights = predict(model, feature_set.features, batch_size, weights=True)
     return VideoAnalysis(list(feature_set.names), list(feature_set.classes), scores, cas,
@@ -430,9 +431,9 @@ def open_checkpoint(path: str | Path | None = None, dataset: str = "THUMOS14",
     run); an official one gets ``dataset``'s preset with the widths read off its weights.
     With ``data_root`` the config points at those real features instead.
     """
-    from ..method.model import infer_config, load_checkpoint
+    from ..training.checkpoint import infer_config, load_checkpoint
     from ..data.safeload import load_checkpoint_file
-    from ..training.train import make_config
+    from ..training.setup import make_config
     path = resolve_checkpoint(path)
     if not path.is_file():
         hint = (" (make it with: python scripts/make_demo_checkpoint.py)"
@@ -464,7 +465,7 @@ def split_fingerprint(feature_set: FeatureSet) -> str:
 
 def load_test_split(cfg: ExperimentConfig, max_videos: int | None = None) -> FeatureSet:
     """The config's test split (first ``max_videos``), without reading the train split."""
-    from ..training.train import load_features
+    from ..training.setup import load_features
     return load_features(cfg, cfg.data.test_split, max_videos)
 
 
