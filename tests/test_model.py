@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from ecmlib.method.losses import LossConfig, compute_losses, loss_agg, loss_eq, loss_pre
+from ecmlib.method import reference
 from ecmlib.method.model import ECMNet, ModelConfig, group_matrix
 from ecmlib.training.checkpoint import load_checkpoint
 from ecmlib.parity import load_golden, model_checks
@@ -76,30 +77,6 @@ def test_sum_taps_is_shifted_sum() -> None:
     assert out.tolist() == expected.tolist()
 
 
-def reference_background(model: ECMNet, x: torch.Tensor, a: torch.Tensor,
-                         labels: torch.Tensor) -> torch.Tensor:
-    """The background stream written as the authors do: loops over videos and classes."""
-    B, C, T = a.shape
-    out = torch.zeros(B, C)
-    w = model.classifier_module.conv.weight[:, :, 0]
-    for b in range(B):
-        cls = labels[b].nonzero().flatten().tolist()
-        us = []
-        for c in cls:
-            xb = x[b] * (1 - a[b, c])                      # [D, T]
-            u = torch.zeros(C)
-            for k in range(C):
-                groups = torch.stack([(a[b, k, g::3] * xb[:, g::3]).sum(-1) for g in range(3)], 1)
-                h = conv_trunk(model, groups[None])[0]     # [H, 3]
-                u[k] = (w[k] @ h).mean()
-            us.append(u)
-        mean = torch.stack(us).mean(0)
-        for c, u in zip(cls, us):
-            mean[c] = u[c]
-        out[b] = mean
-    return out
-
-
 @pytest.mark.parametrize("taps", [False, True], ids=["features", "taps"])
 def test_batched_background_equals_per_video_loops(taps: bool) -> None:
     model = small_model()
@@ -108,7 +85,7 @@ def test_batched_background_equals_per_video_loops(taps: bool) -> None:
     labels = torch.tensor([[1, 0, 0, 1], [0, 1, 0, 0], [1, 1, 1, 0]], dtype=torch.float32)
     with torch.no_grad():
         out = model(x, labels)
-        ref = reference_background(model, x, out["aggregation_weights"], labels)
+        ref = reference.background_scores(model, x, out["aggregation_weights"], labels)
     torch.testing.assert_close(out["background_scores"], ref, rtol=1e-5, atol=1e-6)
 
 
