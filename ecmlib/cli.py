@@ -48,7 +48,7 @@ def _record(argv: list[str]) -> int:
 
 
 def _report(argv: list[str]) -> int:
-    from .studies.record import report_main
+    from .studies.report import report_main
     return report_main(argv)
 
 

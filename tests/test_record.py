@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecmlib.studies import record
+from ecmlib.studies import analysis, collect, design, record, report, runs
 from ecmlib.cli import build_parser
 from ecmlib.data.features import load_annotations
 from ecmlib.method.evaluation import (_map_for_counts, _match, bootstrap_map, evaluate_detection,
@@ -25,12 +25,12 @@ REPO = Path(__file__).resolve().parents[1]
 # -- cells and commands -----------------------------------------------------------------------
 
 def test_plan_counts_order_and_uniqueness():
-    s = record.studies()
+    s = design.studies()
     assert len(s["03"].cells) == 6 * 5 + 2 * 2 * 5
     assert len(s["04"].cells) == 3 * 5
     # 9 worlds (4 factors x off/strong, and the shared default) x 2 methods x 3 seeds.
     assert len(s["07"].cells) == 9 * 2 * 3
-    cells = record.plan()
+    cells = design.plan()
     ids = [c.cell_id for c in cells]
     assert len(ids) == len(set(ids))
     # ECM seed 0 is shared by 03, 04 and 07's default worlds: trained once.
@@ -43,7 +43,7 @@ def test_plan_counts_order_and_uniqueness():
 
 
 def test_command_reproduces_the_protocol():
-    cell = record.Cell("pre_only", seed=3, data_seed=1)
+    cell = design.Cell("pre_only", seed=3, data_seed=1)
     argv = shlex.split(cell.command())
     assert argv[:3] == ["python", "-m", "ecmlib"] and "--out" not in argv
     cfg = _config_from_args(build_parser().parse_args(argv[3:]))
@@ -55,12 +55,12 @@ def test_command_reproduces_the_protocol():
 
 
 def test_world_cells_carry_their_knobs():
-    cell = next(c for c in record.studies()["07"].cells
+    cell = next(c for c in design.studies()["07"].cells
                 if c.factor == "boundary" and c.level == "strong")
     cfg = _config_from_args(build_parser().parse_args(cell.argv()))
     assert cfg.data.synthetic_knobs == ("ramp_seconds=4.0", "boundary_jitter_seconds=1.0")
     assert cell.world == "boundary=strong" and "world=" in cell.cell_id
-    defaults = [c for c in record.studies()["07"].cells if c.level == "default"]
+    defaults = [c for c in design.studies()["07"].cells if c.level == "default"]
     assert len(defaults) == 2 * 3 and all(c.knobs == () and c.factor == "" for c in defaults)
     assert defaults[0].cell_id == f"{defaults[0].setting}__seed=0__data=0"
 
@@ -94,7 +94,7 @@ def test_test_split_alone_equals_the_joint_load_and_keeps_the_knobs():
 
 def test_unknown_protocol_key_is_refused():
     with pytest.raises(ValueError, match="unknown key"):
-        record.studies(protocol={"epoch": 3})
+        design.studies(protocol={"epoch": 3})
 
 
 # -- bootstrap over test videos -----------------------------------------------------------------
@@ -160,22 +160,22 @@ def test_bootstrap_is_seeded_and_brackets_the_map(gt_and_preds):
 # -- statistics --------------------------------------------------------------------------------
 
 def test_t_interval_by_hand():
-    mean, lo, hi = record.t_interval([1.0, 2.0, 3.0])
+    mean, lo, hi = analysis.t_interval([1.0, 2.0, 3.0])
     half = 4.302652729911275 * 1.0 / np.sqrt(3)  # t(0.975, 2) * sd / sqrt(n)
     assert (mean, lo, hi) == pytest.approx((2.0, 2.0 - half, 2.0 + half))
-    assert np.isnan(record.t_interval([1.0])[1])
-    assert np.isnan(record.t_interval([])[0])
+    assert np.isnan(analysis.t_interval([1.0])[1])
+    assert np.isnan(analysis.t_interval([])[0])
 
 
 @pytest.mark.parametrize("lo,hi,word", [(0.1, 0.2, "better"), (-0.2, -0.1, "worse"),
                                         (-0.1, 0.1, "no difference"),
                                         (float("nan"), 0.1, "n/a")])
 def test_verdict(lo, hi, word):
-    assert record.verdict(lo, hi) == word
+    assert analysis.verdict(lo, hi) == word
 
 
 def _table(rows):
-    base = {c: 0.0 for c in record.COLUMNS}
+    base = {c: 0.0 for c in collect.COLUMNS}
     base.update(data_seed=0, world="default", factor="", level="", command="x")
     return pd.DataFrame([{**base, **r} for r in rows])
 
@@ -189,7 +189,7 @@ def test_paired_summary_pairs_by_seed():
     # An unpaired run (no ECM of seed 9) counts in the mean but not in the difference.
     rows.append({"setting": "pre_only", "seed": 9, "mAP@0.5": 0.5, "last_mAP@0.5": 0.5,
                  "last5_mAP@0.5": 0.5})
-    s = record.paired_summary(_table(rows))
+    s = analysis.paired_summary(_table(rows))
     r = s[(s.setting == "pre_only") & (s.selection == "last") & (s.metric == "mAP@0.5")].iloc[0]
     diffs = np.array([0.15 - 0.20, 0.16 - 0.22, 0.15 - 0.18, 0.14 - 0.21])
     assert r["n"] == 5 and r["n_pairs"] == 4
@@ -209,20 +209,20 @@ def test_world_summary_differences():
         for setting, v in (("ecm", 0.25), ("pre_only", 0.2)):
             rows.append({"setting": setting, "seed": seed, "factor": "", "level": "default",
                          "last_mAP@0.5": v, "mAP@0.5": v, "last5_mAP@0.5": v})
-    s = record.world_summary(_table(rows))
+    s = analysis.world_summary(_table(rows))
     s = s[(s.selection == "last") & (s.metric == "mAP@0.5")]
     off = s[(s.factor == "context") & (s.level == "off")].iloc[0]
     assert off["diff"] == pytest.approx(0.01) and off["n_pairs"] == 3
     default = s[s.level == "default"]
     assert set(default["factor"]) == {"context"}  # only factors with runs get a line
     assert default.iloc[0]["diff"] == pytest.approx(0.05)
-    said = record.world_sentences(record.world_summary(_table(rows)))
+    said = report.world_sentences(analysis.world_summary(_table(rows)))
     assert said.count("default world") == 1 and "context off: no difference (Δ +1.00" in said
 
 
 def test_welch_interval_by_hand():
     a, b = [0.01, 0.03, 0.02], [0.07, 0.04, 0.10, 0.07]
-    diff, lo, hi = record.welch_interval(a, b)
+    diff, lo, hi = analysis.welch_interval(a, b)
     va, vb = np.var(a, ddof=1) / 3, np.var(b, ddof=1) / 4
     dof = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 3)
     from scipy import stats
@@ -232,8 +232,8 @@ def test_welch_interval_by_hand():
     # scipy's Welch test agrees that the interval excludes 0 exactly when p < 0.05
     p = stats.ttest_ind(b, a, equal_var=False).pvalue
     assert (lo > 0) == (p < 0.05)
-    assert np.isnan(record.welch_interval([0.1], b)[1])
-    assert np.isnan(record.welch_interval([0.1, 0.1], [0.2, 0.2])[1])
+    assert np.isnan(analysis.welch_interval([0.1], b)[1])
+    assert np.isnan(analysis.welch_interval([0.1, 0.1], [0.2, 0.2])[1])
 
 
 def test_world_trend_compares_each_moved_world_with_the_default():
@@ -246,7 +246,7 @@ def test_world_trend_compares_each_moved_world_with_the_default():
                 rows.append({"setting": setting, "seed": seed, "factor": factor,
                              "level": level, "last_mAP@0.5": v, "mAP@0.5": v,
                              "last5_mAP@0.5": v})
-    t = record.world_trend(_table(rows))
+    t = analysis.world_trend(_table(rows))
     t = t[t.metric == "mAP@0.5"].set_index("level")
     assert list(t.factor.unique()) == ["context"]  # factors without moved runs: no line
     off, strong = t.loc["off"], t.loc["strong"]
@@ -254,7 +254,7 @@ def test_world_trend_compares_each_moved_world_with_the_default():
     assert off["change"] == pytest.approx(-0.07) and off["verdict"] == "smaller"
     assert strong["change"] == pytest.approx(0.0, abs=1e-12)
     assert strong["verdict"] == "no difference"
-    md = record.markdown_trend_table(t.reset_index())
+    md = report.markdown_trend_table(t.reset_index())
     assert "| context | off | mAP@0.5 | 3 (3) | 2.00 | 9.00 | -7.00" in md
 
 
@@ -263,19 +263,19 @@ def test_world_trend_compares_each_moved_world_with_the_default():
 def test_read_study_rejects_bad_files(tmp_path):
     from ecmlib.studies.results import ResultsError
     with pytest.raises(ResultsError, match="no results file"):
-        record.read_study("03_ablation_equivalent_loss", tmp_path)
+        collect.read_study("03_ablation_equivalent_loss", tmp_path)
     with pytest.raises(ValueError, match="no study of record is named 'x'"):
-        record.read_study("x", tmp_path)
+        collect.read_study("x", tmp_path)
     with pytest.raises(FileNotFoundError, match="no such results folder"):
-        record.read_study("03_ablation_equivalent_loss", tmp_path / "missing")
+        collect.read_study("03_ablation_equivalent_loss", tmp_path / "missing")
     # Row-level checks: tests/test_results_validation.py.
 
 
 def test_committed_results_parse():
-    for study in record.studies().values():
-        path = record.default_results_dir() / study.csv_name
+    for study in design.studies().values():
+        path = collect.default_results_dir() / study.csv_name
         if path.is_file():
-            table = record.read_study(study.name)
+            table = collect.read_study(study.name)
             commands = {c.command() for c in study.cells}
             assert set(table["command"]) <= commands, f"{path}: a row is not a cell of record"
             assert table["epochs"].eq(study.cells[0].epochs).all()
@@ -284,7 +284,7 @@ def test_committed_results_parse():
 
 def test_readme_agrees_with_the_results():
     text = (REPO / "README.md").read_text()
-    assert record.render_readme(text) == text, \
+    assert report.render_readme(text) == text, \
         "README results tables are stale: run `python -m ecmlib report`"
 
 
@@ -299,7 +299,7 @@ def test_report_check_cli_and_missing_marker(tmp_path):
     assert bad.returncode == 1 and "differ" in bad.stderr
     assert run().returncode == 0 and run("--check").returncode == 0
     with pytest.raises(ValueError, match="results-04"):
-        record.render_readme("no markers <!-- results-03 -->\n<!-- /results-03 -->\n")
+        report.render_readme("no markers <!-- results-03 -->\n<!-- /results-03 -->\n")
 
 
 # -- a tiny grid end to end --------------------------------------------------------------------
@@ -307,13 +307,13 @@ def test_report_check_cli_and_missing_marker(tmp_path):
 @pytest.mark.slow
 def test_tiny_grid_runs_collects_and_resumes(tmp_path):
     proto = {"preset": "tiny", "epochs": 2, "eval_every": 1}
-    study = record.studies(seeds=1, data_seeds=(), world_seeds=1, protocol=proto)["03"]
+    study = design.studies(seeds=1, data_seeds=(), world_seeds=1, protocol=proto)["03"]
     cells = [c for c in study.cells if c.setting in ("ecm", "pre_only")]
     root = tmp_path / "runs"
-    assert record.run_cells(cells, root, jobs=2) == []
-    table = record.write_study(record.Study("03_ablation_equivalent_loss", tuple(cells)),
+    assert runs.run_cells(cells, root, jobs=2) == []
+    table = record.write_study(design.Study("03_ablation_equivalent_loss", tuple(cells)),
                                root, tmp_path / "results")
-    assert list(table.columns) == list(record.COLUMNS) and len(table) == 2
+    assert list(table.columns) == list(collect.COLUMNS) and len(table) == 2
     assert table["epochs"].eq(2).all() and table["hidden_dim"].eq(32).all()
     assert (table["best_boot_lo_mAP@0.5"] <= table["best_boot_hi_mAP@0.5"]).all()
     assert np.isnan(table.loc[table.setting == "pre_only", "consistency"]).all()
@@ -323,16 +323,16 @@ def test_tiny_grid_runs_collects_and_resumes(tmp_path):
     # Finished cells are not run again; an unfinished folder (a killed run) is started over.
     (root / cells[1].cell_id / "metrics.json").unlink()
     before = (root / cells[0].cell_id / "metrics.json").stat().st_mtime_ns
-    assert record.run_cells(cells, root, jobs=1) == []
+    assert runs.run_cells(cells, root, jobs=1) == []
     assert (root / cells[0].cell_id / "metrics.json").stat().st_mtime_ns == before
-    assert record.is_done(root, cells[1])
+    assert runs.is_done(root, cells[1])
 
 
 def test_collected_rows_use_each_cells_own_config(tmp_path):
     """Two cells of one world share the generated features, never the config."""
     cache: dict = {}
-    cells = [record.Cell(s, 0, **record.QUICK_PROTOCOL) for s in ("ecm", "pre_only")]
-    got = [record._test_split(c, cache) for c in cells]
+    cells = [design.Cell(s, 0, **record.QUICK_PROTOCOL) for s in ("ecm", "pre_only")]
+    got = [collect._test_split(c, cache) for c in cells]
     assert got[0][1] is got[1][1]
     assert got[0][0].model.streams == "both" and got[1][0].model.streams == "pre"
 
@@ -342,7 +342,7 @@ def test_collected_rows_use_each_cells_own_config(tmp_path):
 def test_ingredient_study_is_the_declared_design():
     from ecmlib.data.synthetic import FACTORS, get_spec
     from ecmlib.data.synthetic import parse_knobs
-    worlds = record.ingredient_worlds()
+    worlds = design.ingredient_worlds()
     assert [g for g, _, _ in worlds] == ["minimal"] + ["add"] * 5 + ["ingredient"] * 6
     base = get_spec("thumos14-mini")
     minimal = base.replace(**parse_knobs(worlds[0][2]))
@@ -350,13 +350,13 @@ def test_ingredient_study_is_the_declared_design():
     for group, name, knobs in worlds[1:6]:  # one factor back at its default level
         others = [f for f in FACTORS if f != name]
         assert base.replace(**parse_knobs(knobs)) == base.ablate(*others).replace(name=base.name)
-    study = record.studies()["07b"]
+    study = design.studies()["07b"]
     assert len(study.cells) == 12 * 2 * 3
     assert len({c.cell_id for c in study.cells}) == len(study.cells)
 
 
 def test_run_length_cells_have_their_own_folders_and_twice_the_epochs():
-    s = record.studies()
+    s = design.studies()
     long = s["07c"].cells
     assert {c.epochs for c in long} == {300} and len(long) == 6
     short_ids = {c.cell_id for c in s["07"].cells}
@@ -365,7 +365,7 @@ def test_run_length_cells_have_their_own_folders_and_twice_the_epochs():
 
 
 def test_the_minimal_world_is_planned_first():
-    cells = record.plan(["07b", "07c"])
+    cells = design.plan(["07b", "07c"])
     assert [c.factor for c in cells[:6]] == ["minimal"] * 6
     assert cells[-1].epochs == 300
 
@@ -373,7 +373,7 @@ def test_the_minimal_world_is_planned_first():
 # -- 07b / 07c / 09 analyses, on hand-made tables -----------------------------------------
 
 def _runs(rows):
-    cols = {c: np.nan for c in record.COLUMNS}
+    cols = {c: np.nan for c in collect.COLUMNS}
     return pd.DataFrame([{**cols, **r} for r in rows])
 
 
@@ -386,7 +386,7 @@ def test_run_length_summary_by_hand():
                             "average_mAP@0.1:0.7": v}
                            for s, seed, v in [("ecm", 0, 0.25), ("pre_only", 0, 0.20),
                                               ("ecm", 1, 0.26), ("pre_only", 1, 0.20)]])
-    r = record.run_length_summary(table, curves).iloc[0]
+    r = analysis.run_length_summary(table, curves).iloc[0]
     assert r["epoch_mid"] == 150 and r["epoch_end"] == 300 and r["n_pairs"] == 2
     assert abs(r["gap_mid"] - 0.055) < 1e-12 and abs(r["gap_end"] - 0.11) < 1e-12
     # changes 0.05 and 0.06: mean 0.055, sd 0.00707, t(0.975, 1) = 12.706
@@ -407,7 +407,7 @@ def test_switch_effects_and_lead_changes_by_hand():
     t07 = runs({("", "default"): [0.07, 0.08, 0.06], ("context", "off"): [0.01, 0.02, 0.0]})
     t07b = runs({("minimal", "all_off"): [0.06, 0.06, 0.07],
                  ("add", "context"): [0.13, 0.12, 0.14]})
-    e = record.switch_effects(t07, t07b).set_index("factor")
+    e = analysis.switch_effects(t07, t07b).set_index("factor")
     # default − off: 0.07 − 0.01 = 0.06; Welch on two samples with sd 0.01 each, df = 4
     half = 2.7764451 * np.sqrt(0.01 ** 2 / 3 * 2)
     assert abs(e.loc["context", "one_at_a_time"] - 0.06) < 1e-12
@@ -415,7 +415,7 @@ def test_switch_effects_and_lead_changes_by_hand():
     assert abs(e.loc["context", "add_one"] - (0.13 - 0.19 / 3)) < 1e-12
     assert e.loc["context", "agree"] == "yes"
     assert e.loc["boundary", "agree"] == "n/a"  # not measured
-    ch = record.lead_changes(t07b).set_index("world")
+    ch = analysis.lead_changes(t07b).set_index("world")
     assert ch.loc["context", "verdict"] == "larger" and ch.loc["context", "n"] == 3
     assert np.isnan(ch.loc["iid_noise", "change"])  # a world without runs
 
@@ -428,7 +428,7 @@ def test_fast_validation_by_hand():
                  ("pre_only", 1): 0.13})
     fast = rows({("ecm", 0): 0.21, ("pre_only", 0): 0.14, ("ecm", 1): 0.21,
                  ("pre_only", 1): 0.12})
-    runs, gaps = record.fast_validation(fast, fp32)
+    runs, gaps = analysis.fast_validation(fast, fp32)
     assert sorted(np.round(runs["fast_minus_fp32"], 6)) == [-0.01, -0.01, 0.0, 0.01]
     g = gaps.set_index("precision")
     assert abs(g.loc["fast", "gap"] - 0.08) < 1e-12 and abs(g.loc["fp32", "gap"] - 0.075) < 1e-12
@@ -438,9 +438,9 @@ def test_fast_validation_by_hand():
 def test_readme_fast_mode_claims_hold():
     """The prose under the 09 table: same verdict, per-run moves up to 0.84 points, both
     aggregation paths chosen."""
-    fast = record.read_study("09_fast_mode_validation")
-    fp32 = record.read_study("03_ablation_equivalent_loss")
-    runs, gaps = record.fast_validation(fast, fp32[fp32["data_seed"] == 0])
+    fast = collect.read_study("09_fast_mode_validation")
+    fp32 = collect.read_study("03_ablation_equivalent_loss")
+    runs, gaps = analysis.fast_validation(fast, fp32[fp32["data_seed"] == 0])
     assert len(runs) == 10 and set(gaps["same_verdict"]) == {"yes"}
     assert set(gaps["verdict"]) == {"better"}
     assert round(100 * runs["fast_minus_fp32"].abs().max(), 2) == 0.84
@@ -451,8 +451,8 @@ def test_readme_fast_mode_claims_hold():
 
 def test_readme_ingredient_claims_hold():
     """The prose under the 07b table, against the results file."""
-    t = record.read_study("07b_ingredients")
-    s = record.ingredient_summary(t)
+    t = collect.read_study("07b_ingredients")
+    s = analysis.ingredient_summary(t)
     s = s[(s["selection"] == "last") & (s["metric"] == "mAP@0.5")].set_index("level")
     assert len(t) == 72
     assert s.loc["all_off", "verdict"] == "better" and round(100 * s.loc["all_off", "diff"], 1) == 6.1
@@ -460,18 +460,18 @@ def test_readme_ingredient_claims_hold():
     assert round(100 * s.loc["linear_observation", "diff"], 1) == -4.3
     assert round(100 * s.loc["context", "diff"], 1) == 12.9
     assert (s.loc[["variation", "weak_actions", "one_shot"], "verdict"] == "no difference").all()
-    ch = record.lead_changes(t).set_index("world")
+    ch = analysis.lead_changes(t).set_index("world")
     assert (ch.loc[["variation", "weak_actions", "one_shot", "strong_actions"], "verdict"]
             == "smaller").all()
-    e = record.switch_effects(record.read_study("07_when_does_ecm_help"), t)
+    e = analysis.switch_effects(collect.read_study("07_when_does_ecm_help"), t)
     assert "no" not in set(e["agree"])
     text = (REPO / "README.md").read_text()
     assert "pre-only beats ECM (−4.3)" in text and "(+6.1\npoints of mAP@0.5)" in text
 
 
 def test_readme_run_length_claims_hold():
-    t = record.read_study("07c_run_length")
-    rl = record.run_length_summary(t, record.read_curves(record.studies()["07c"]))
+    t = collect.read_study("07c_run_length")
+    rl = analysis.run_length_summary(t, collect.read_curves(design.studies()["07c"]))
     r = rl.set_index("metric").loc["mAP@0.5"]
     assert len(t) == 6 and r["verdict"] == "holds"
     assert (round(100 * r["gap_mid"], 1), round(100 * r["gap_end"], 1)) == (7.6, 8.3)
@@ -481,7 +481,7 @@ def test_readme_run_length_claims_hold():
 
 
 def test_cell_config_is_what_the_command_line_builds():
-    for study in list(record.studies().values()) + list(record.studies(fast=True).values()):
+    for study in list(design.studies().values()) + list(design.studies(fast=True).values()):
         for cell in study.cells:
             built = _config_from_args(build_parser().parse_args(cell.argv()))
-            assert record.cell_config(cell).to_dict() == built.to_dict(), cell.cell_id
+            assert collect.cell_config(cell).to_dict() == built.to_dict(), cell.cell_id

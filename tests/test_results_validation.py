@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ecmlib.studies import record
+from ecmlib.studies import collect, design, record
 from ecmlib.cli import main
 from ecmlib.studies.results import ResultsError
 
@@ -47,7 +47,7 @@ def _report(results: Path, capsys, *extra: str) -> tuple[int, str]:
 
 def test_the_committed_results_pass(capsys):
     for key in ("03", "04", "07"):
-        assert len(record.read_study(record.studies()[key].name)) > 0
+        assert len(collect.read_study(design.studies()[key].name)) > 0
 
 
 def _percent(t):
@@ -135,7 +135,7 @@ def test_record_list_says_recorded_for_runs_in_the_results_files(tmp_path, capsy
 
 def test_collect_only_refuses_a_run_that_is_not_its_cell(tmp_path, capsys):
     """A 1-epoch run trained into a 150-epoch cell's folder is refused, naming the keys."""
-    cell = record.studies(protocol=record.QUICK_PROTOCOL)["03"].cells[0]
+    cell = design.studies(protocol=record.QUICK_PROTOCOL)["03"].cells[0]
     root = tmp_path / "root"
     argv = cell.argv()
     argv[argv.index("--epochs") + 1] = "1"
@@ -143,7 +143,7 @@ def test_collect_only_refuses_a_run_that_is_not_its_cell(tmp_path, capsys):
     capsys.readouterr()
     with pytest.raises(ValueError, match=r"is not cell .*train\.epochs is 1 in the run, 2 in "
                                          r"the cell"):
-        record.collect_row(cell, root)
+        collect.collect_row(cell, root)
 
 
 def test_resuming_the_collection_refuses_a_tampered_previous_file(results, tmp_path, capsys):
@@ -153,4 +153,4 @@ def test_resuming_the_collection_refuses_a_tampered_previous_file(results, tmp_p
     err = capsys.readouterr().err
     assert rc == 2 and "not a fraction" in err
     with pytest.raises(ResultsError):
-        record.read_study(NAME, results)
+        collect.read_study(NAME, results)

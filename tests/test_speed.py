@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from ecmlib.studies import record
+from ecmlib.studies import collect, design
 from ecmlib.training import speed
 from ecmlib.training.checkpoint import config_differences
 from ecmlib.training.setup import make_config
@@ -56,13 +56,13 @@ def test_a_fast_run_records_what_it_ran_and_resumes_on_it(tmp_path, monkeypatch)
 
 
 def test_the_record_default_is_unchanged_and_fast_cells_are_other_runs():
-    cell = record.studies()["03"].cells[0]
+    cell = design.studies()["03"].cells[0]
     assert "train.fast" not in cell.command()
-    fast = record.studies()["09"].cells
+    fast = design.studies()["09"].cells
     assert len(fast) == 10 and all(c.fast and "train.fast=true" in c.command() for c in fast)
-    assert not {c.cell_id for c in fast} & {c.cell_id for c in record.studies()["03"].cells}
-    assert "precision" in record.columns_of(record.studies()["09"])
-    assert "precision" not in record.columns_of(record.studies()["03"])
+    assert not {c.cell_id for c in fast} & {c.cell_id for c in design.studies()["03"].cells}
+    assert "precision" in collect.columns_of(design.studies()["09"])
+    assert "precision" not in collect.columns_of(design.studies()["03"])
 
 
 def test_default_threads_is_one_beside_another_run(monkeypatch):
@@ -90,11 +90,11 @@ def test_bad_speed_settings_are_refused(bad):
 
 def test_record_fast_gives_fast_studies_of_their_own(capsys):
     from ecmlib.cli import main
-    fast = record.studies(fast=True)
+    fast = design.studies(fast=True)
     assert "09" not in fast and fast["03"].name == "03_ablation_equivalent_loss_fast"
     assert all(c.fast for s in fast.values() for c in s.cells)
     # 09's cells are the fast runs of 03's ECM and pre-only on data seed 0: trained once.
-    assert {c.command() for c in record.studies()["09"].cells} <= \
+    assert {c.command() for c in design.studies()["09"].cells} <= \
         {c.command() for c in fast["03"].cells}
     assert main(["record", "--study", "04", "--fast", "--list"]) == 0
     lines = capsys.readouterr().out.splitlines()

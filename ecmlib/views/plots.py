@@ -619,7 +619,7 @@ def plot_paired_differences(summary: pd.DataFrame, metric: str = "mAP@0.5",
     """Forest plot: per setting, setting − ``baseline`` with its 95 % interval, one marker
     per model selection (best epoch on test, last epoch, mean of the last five).
 
-    ``summary`` is :func:`ecmlib.studies.record.paired_summary` output (fractions; shown in points).
+    ``summary`` is :func:`ecmlib.studies.analysis.paired_summary` output (fractions; shown in points).
     """
     _require(summary, ["setting", "selection", "metric", "diff", "diff_lo", "diff_hi"],
              "paired summary")
@@ -662,7 +662,7 @@ def plot_ingredient_differences(summary: pd.DataFrame, selection: str = "last",
                                 ax: Axes | None = None) -> Axes:
     """Notebook 07 (study 07b): ECM − pre-only with its 95 % interval in each world of the
     ingredient study, one marker per metric. ``summary`` is
-    :func:`ecmlib.studies.record.ingredient_summary` (fractions; shown in points)."""
+    :func:`ecmlib.studies.analysis.ingredient_summary` (fractions; shown in points)."""
     _require(summary, ["factor", "level", "selection", "metric", "diff", "diff_lo", "diff_hi"],
              "ingredient summary")
     s = summary[summary["selection"] == selection].copy()
@@ -675,7 +675,7 @@ def plot_ingredient_differences(summary: pd.DataFrame, selection: str = "last",
 def plot_world_differences(summary: pd.DataFrame, selection: str = "last",
                            levels: Sequence[str] = ("off", "default", "strong")) -> Figure:
     """Notebook 07: ECM − pre-only (points, 95 % CI) against each factor's level, one panel
-    per metric, one line per factor. ``summary`` is :func:`ecmlib.studies.record.world_summary`."""
+    per metric, one line per factor. ``summary`` is :func:`ecmlib.studies.analysis.world_summary`."""
     _require(summary, ["factor", "level", "selection", "metric", "diff", "diff_lo", "diff_hi"],
              "world summary")
     s = summary[summary["selection"] == selection]
