@@ -440,3 +440,13 @@ def test_bad_params_raise_clear_errors() -> None:
         LocalizeParams.from_dict({k: v for k, v in base.items() if k != "conf_gamma"})
     with pytest.raises(ValueError, match="params"):
         localize_video(np.zeros((1, 4)), np.ones(1), 4, 1.0, base)  # a dict is not params
+
+
+def test_localized_curve_is_the_spec_normalisation_from_zero():
+    from ecmlib.method.localize import localized_curve
+    np.testing.assert_allclose(localized_curve(np.array([-1.0, 0.0, 1.0, 3.0])),
+                               [0.0, 0.0, 1 / 3, 1.0])
+    # all negative: hi = lo = 0, delta := 1, the curve stays negative, drawn at 0
+    np.testing.assert_array_equal(localized_curve(np.array([-2.0, -1.0])), [0.0, 0.0])
+    two = localized_curve(np.array([[0.0, 2.0], [1.0, 3.0]]))
+    np.testing.assert_allclose(two, [[0.0, 1.0], [0.0, 1.0]])

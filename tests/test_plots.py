@@ -257,10 +257,13 @@ def test_setting_curves_one_line_per_setting():
 def test_cas_vs_weights_and_examples():
     cas = np.linspace(-2, 2, 30)
     w = 1 / (1 + np.exp(-cas))
-    ax = P.plot_cas_vs_weights(cas, w, duration=15.0, gt_segments=[(3.0, 6.0)], title="fixed")
-    assert [ln.get_label() for ln in ax.lines] == ["CAS (min-max)", "aggregation weight a"]
-    assert ax.lines[0].get_ydata().min() == 0 and ax.lines[0].get_ydata().max() == 1
-    assert "Pearson r = 0.99" in ax.get_title() or "Pearson r = 1.00" in ax.get_title()
+    ax = P.plot_cas_vs_weights(cas, w, duration=15.0, gt_segments=[(3.0, 6.0)], title="fixed",
+                               consistency=1.0)
+    assert [ln.get_label() for ln in ax.lines] == ["CAS (min-max, as localised)",
+                                                   "aggregation weight a"]
+    # hi = relu(2) = 2, lo = relu(-2) = 0: (A - 0) / 2 in [-1, 1], drawn from 0 as localised
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), np.maximum(cas / 2, 0))
+    assert ax.get_title() == "fixed  (Spearman rho = 1.00)"
     fig = P.plot_consistency_examples({"a": (cas, w), "b": (cas, w[::-1])})
     assert len(fig.axes) == 2
     with pytest.raises(ValueError, match="same length"):

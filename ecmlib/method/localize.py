@@ -39,6 +39,7 @@ __all__ = [
     "LocalizeParams",
     "FlatDetections",
     "minmax_normalize",
+    "localized_curve",
     "resize_linear",
     "localize_video",
     "localize_batch",
@@ -239,6 +240,17 @@ def minmax_normalize(cas: np.ndarray) -> np.ndarray:
     delta = hi - lo
     delta[delta <= 0] = 1
     return (a - lo) / delta
+
+
+def localized_curve(cas: np.ndarray) -> np.ndarray:
+    """One class's CAS [T] (or a CAS [C, T]) as the localisation thresholds it: min-max
+    normalised (:func:`minmax_normalize`, the one normalisation of the project), values
+    below 0 at 0 (a threshold >= 0 never keeps them). For drawing what is localised."""
+    a = np.asarray(cas, dtype=np.float64)
+    flat = a.ndim == 1
+    norm = minmax_normalize(a[None, :] if flat else a)
+    norm = np.maximum(norm, 0.0)
+    return norm[0] if flat else norm
 
 
 # --------------------------------------------------------------------------- step 3: resize

@@ -46,7 +46,7 @@ from ..training.config import ExperimentConfig
 from ..data.features import FeatureSet, default_data_dir
 from ..method.evaluation import (DetectionResult, GroundTruth, Predictions, evaluate_detection,
                          predictions_from_arrays)
-from ..method.localize import LocalizeParams, localize_batch_flat, localize_video, minmax_normalize
+from ..method.localize import LocalizeParams, localize_batch_flat, localize_video, localized_curve
 
 if TYPE_CHECKING:  # matplotlib and ipywidgets are imported where they are used
     from matplotlib.axes import Axes
@@ -153,7 +153,7 @@ def plot_video_detections(cas: np.ndarray, weights: np.ndarray | None,
         ax.axvspan(s, e, color="tab:green", alpha=0.2, lw=0, label="ground truth" if k == 0 else None)
     # Localisation's normalisation (relu'd min and max) leaves negative values negative;
     # no threshold keeps them, so they are drawn at 0, clear of the detection boxes below.
-    norm = np.maximum(minmax_normalize(cas[None, :])[0], 0.0)
+    norm = localized_curve(cas)
     ax.plot(x, norm, color="tab:red", lw=1.2, label="CAS (min-max)")
     if w is not None:
         ax.plot(x, w, color="tab:purple", lw=1.0, alpha=0.8, label="aggregation weight a")
@@ -793,7 +793,7 @@ def plot_video_comparison(cas_a: np.ndarray, cas_b: np.ndarray,
     for k, (s, e) in enumerate(gt_segments):
         ax.axvspan(s, e, color="tab:green", alpha=0.2, lw=0, label="ground truth" if k == 0 else None)
     for curve, label, colour, style in zip(curves, labels, PAIR_COLOURS, ("-", "--")):
-        norm = np.maximum(minmax_normalize(curve[None, :])[0], 0.0)
+        norm = localized_curve(curve)
         ax.plot(x, norm, color=colour, lw=1.2, ls=style, label=f"CAS {label}")
     if params is not None:
         ax.axhline(params.act_thresh[0], color="0.4", lw=0.8, ls=":",

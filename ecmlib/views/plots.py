@@ -561,22 +561,18 @@ def plot_setting_curves(histories: pd.DataFrame, metric: str = "mAP@0.5", ax: Ax
     return ax
 
 
-def _minmax(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float64)
-    span = v.max() - v.min()
-    return (v - v.min()) / span if span > 0 else np.zeros_like(v)
-
-
 def plot_cas_vs_weights(cas: np.ndarray, weights: np.ndarray, ax: Axes | None = None,
                         duration: float | None = None,
                         gt_segments: Sequence[tuple[float, float]] = (),
-                        title: str = "") -> Axes:
-    """One video and class: the min-max normalised CAS next to the aggregation weights a.
+                        title: str = "", consistency: float | None = None) -> Axes:
+    """One video and class: the CAS as localisation sees it next to the aggregation weights a.
 
-    Both are [T]; time is in seconds when ``duration`` is given, else in snippets. The
-    title carries their Pearson correlation, the quantity
-    :func:`ecmlib.studies.ablation.transition_consistency` averages.
+    Both are [T]; time is in seconds when ``duration`` is given, else in snippets. The CAS
+    is drawn as :func:`ecmlib.method.localize.localized_curve` makes it. ``consistency``
+    (e.g. the Spearman rank correlation of :func:`ecmlib.studies.ablation.consistency_of`)
+    is shown in the title when given.
     """
+    from ..method.localize import localized_curve
     cas, weights = np.asarray(cas, dtype=float).ravel(), np.asarray(weights, dtype=float).ravel()
     if cas.shape != weights.shape:
         raise ValueError(f"cas {cas.shape} and weights {weights.shape} must have the same length")
@@ -584,10 +580,11 @@ def plot_cas_vs_weights(cas: np.ndarray, weights: np.ndarray, ax: Axes | None = 
     t = cas.size
     x = (np.arange(t) + 0.5) * duration / t if duration else np.arange(t)
     _shade(ax, gt_segments, "tab:green", "ground truth", 0.2)
-    ax.plot(x, _minmax(cas), color="tab:red", lw=1.2, label="CAS (min-max)")
+    ax.plot(x, localized_curve(cas), color="tab:red", lw=1.2, label="CAS (min-max, as localised)")
     ax.plot(x, weights, color="tab:blue", lw=1.2, label="aggregation weight a")
-    r = np.corrcoef(cas, weights)[0, 1] if cas.std() > 0 and weights.std() > 0 else float("nan")
-    ax.set_title(f"{title}  (Pearson r = {r:.2f})".strip())
+    if consistency is not None:
+        title = f"{title}  (Spearman rho = {consistency:.2f})".strip()
+    ax.set_title(title)
     ax.set_ylim(-0.05, 1.05)
     ax.set_xlabel("time (s)" if duration else "snippet")
     ax.legend(fontsize="x-small", loc="upper right")
