@@ -35,6 +35,8 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ..training.speed import THREADS_ENV
+
 __all__ = [
     "EXECUTOR_KINDS",
     "SCHEDULER_ENV",
@@ -51,7 +53,6 @@ __all__ = [
 
 EXECUTOR_KINDS = ("dask", "processes", "inline")
 SCHEDULER_ENV = "ECMLIB_SCHEDULER"
-THREADS_ENV = "ECMLIB_RUN_THREADS"
 _PIN_ENV = "ECMLIB_PIN_GPU_BY_WORKER"
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", THREADS_ENV)
 

@@ -28,6 +28,8 @@ import torch
 CPUINFO = Path("/proc/cpuinfo")
 #: Set to 1 by ``sweep --fast``: every config ``make_config`` builds is in fast mode.
 FAST_ENV = "ECMLIB_FAST"
+#: The torch threads of one grid cell, set by the grid executor for its workers.
+THREADS_ENV = "ECMLIB_RUN_THREADS"
 
 
 def cpu_bf16(cpuinfo: Path = CPUINFO) -> str | None:
@@ -128,7 +130,6 @@ def default_threads() -> tuple[int, str]:
     another ecmlib run, else the physical cores not already busy."""
     import psutil
 
-    from ..studies.executor import THREADS_ENV
     share = os.environ.get(THREADS_ENV, "")
     if share.isdigit() and int(share) > 0:
         return int(share), f"this grid cell's share, {THREADS_ENV}"
