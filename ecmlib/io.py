@@ -88,3 +88,21 @@ def prepare_run_dir(path: str | Path, overwrite: bool = False) -> Path:
                               f"--out or pass --overwrite to replace them")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file's content, or a ValueError naming the file and what is wrong with it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: file not found")
+    try:
+        with path.open("r", encoding="utf-8") as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text, so not a JSON file ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply to read") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None

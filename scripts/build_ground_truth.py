@@ -35,9 +35,9 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))  # the script runs without installing ecmlib
 
+from ecmlib.datasets import THUMOS14_CLASSES  # noqa: E402
 from ecmlib.data.features import (  # noqa: E402
     LEFT_OUT_VIDEOS,
-    THUMOS14_CLASSES,
     DataError,
     video_key,
     youtube_id,

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from ecmlib.data import features as D
+from ecmlib.datasets import THUMOS14_CLASSES
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE_ANN = REPO.parent / "shared" / "reference" / "annotations"
@@ -38,7 +39,7 @@ def _counts(gt: dict) -> tuple[Counter, Counter]:
 
 def test_thumos_official_gt_counts_and_schema():
     gt = D.load_annotations("THUMOS14")
-    assert gt["classes"] == D.THUMOS14_CLASSES
+    assert gt["classes"] == THUMOS14_CLASSES
     assert gt["dataset"] == "THUMOS14"
     videos, inst = _counts(gt)
     assert videos == Counter({"train": 200, "test": 210})
@@ -136,7 +137,7 @@ def test_load_annotations_errors(tmp_path):
     bad = tmp_path / "thumos14" / "gt.json"
     bad.parent.mkdir()
     bad.write_text('{"classes": ["a"], "database": {')
-    with pytest.raises(ValueError, match=r"gt.json: corrupt JSON"):
+    with pytest.raises(ValueError, match=r"gt.json: not valid JSON"):
         D.load_annotations("THUMOS14", data_dir=tmp_path)
     _write_gt(bad, {"database": {}})
     with pytest.raises(ValueError, match=r"gt.json: missing key 'classes'"):
@@ -176,7 +177,7 @@ def _tiny_annotations(root: Path) -> Path:
     labs[:] = [["Diving"], ["HighJump", "Diving"], ["Billiards"]]
     np.save(th / "segments.npy", segs)
     np.save(th / "labels.npy", labs)
-    np.save(th / "classlist.npy", np.array([c.encode() for c in D.THUMOS14_CLASSES]))
+    np.save(th / "classlist.npy", np.array([c.encode() for c in THUMOS14_CLASSES]))
     ecm = {"database": {
         "video_validation_0000001": {"subset": "train", "annotations": [
             {"segment": ["1.0", "2.0"], "label": "Diving"}]},
@@ -558,7 +559,7 @@ def test_label_outside_class_list(tmp_path):
 
 
 def test_subset_mismatch_for_known_dataset(tmp_path):
-    gt = {"version": "t", "dataset": "THUMOS14", "classes": D.THUMOS14_CLASSES, "database": {
+    gt = {"version": "t", "dataset": "THUMOS14", "classes": THUMOS14_CLASSES, "database": {
         "vid_a": {"subset": "test", "duration": 10.0, "fps": 30.0, "frame_num": 300,
                   "annotations": [{"segment": [1.0, 2.0], "label": "Diving"}]}}}
     (tmp_path / "val").mkdir()

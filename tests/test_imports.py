@@ -1,7 +1,7 @@
 """The layering of ecmlib, checked on every import (module level or inside a function).
 
 The method (``ecmlib.method``: model, losses, localisation, evaluation) and the data readers
-(``ecmlib.data``) sit on the shared helpers (``ecmlib.errors``, ``ecmlib.io``) and know
+(``ecmlib.data``) sit on the shared helpers (``ecmlib.errors``, ``ecmlib.io``, ``ecmlib.datasets``) and know
 nothing of the machinery above them; training sits on both; studies on training; views
 (figures, the explorer) on all of those; the command line and the parity check on top. A
 module may import from its own package and from the packages its layer lists, never from
@@ -16,10 +16,10 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ecmlib"
 
-BASE = {"ecmlib", "ecmlib.errors", "ecmlib.io"}
+BASE = {"ecmlib", "ecmlib.errors", "ecmlib.io", "ecmlib.datasets"}
 #: package (or top-level module) -> what it may import besides itself
 ALLOWED: dict[str, set[str]] = {
-    "ecmlib": set(), "ecmlib.errors": set(), "ecmlib.io": set(),
+    "ecmlib": set(), "ecmlib.errors": set(), "ecmlib.io": set(), "ecmlib.datasets": set(),
     "ecmlib.method": BASE,
     "ecmlib.data": BASE,
     "ecmlib.training": BASE | {"ecmlib.method", "ecmlib.data"},

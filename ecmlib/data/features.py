@@ -11,7 +11,6 @@ Two things live here:
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Sequence
@@ -21,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from ..datasets import DATASETS, THUMOS14_CLASSES, dataset_info
 from ..errors import DataError
+from ..io import read_json
 
 __all__ = [
-    "DATASETS",
-    "THUMOS14_CLASSES",
     "default_data_dir",
     "subset_for_split",
     "video_key",
@@ -44,39 +43,6 @@ __all__ = [
     "write_official_npz",
 ]
 
-#: The 20 THUMOS14 detection classes in ECM's order (THUMOS-101 indices 7, 9, 12, ..., 97).
-THUMOS14_CLASSES: list[str] = [
-    "BaseballPitch", "BasketballDunk", "Billiards", "CleanAndJerk", "CliffDiving",
-    "CricketBowling", "CricketShot", "Diving", "FrisbeeCatch", "GolfSwing", "HammerThrow",
-    "HighJump", "JavelinThrow", "LongJump", "PoleVault", "Shotput", "SoccerPenalty",
-    "TennisSwing", "ThrowDiscus", "VolleyballSpiking",
-]
-
-#: Per dataset: folder under data/, on-disk feature splits (train, test), gt subsets (train, test),
-#: number of classes and ECM's fixed snippet count T.
-DATASETS: dict[str, dict[str, Any]] = {
-    "THUMOS14": {
-        "folder": "thumos14",
-        "splits": ("val", "test"),
-        "subsets": ("train", "test"),
-        "num_classes": 20,
-        "num_snippets": 750,
-    },
-    "ActivityNet1.2": {
-        "folder": "activitynet1.2",
-        "splits": ("training", "validation"),
-        "subsets": ("training", "validation"),
-        "num_classes": 100,
-        "num_snippets": 100,
-    },
-    "ActivityNet1.3": {
-        "folder": "activitynet1.3",
-        "splits": ("training", "validation"),
-        "subsets": ("training", "validation"),
-        "num_classes": 200,
-        "num_snippets": 100,
-    },
-}
 
 # Annotation variants per dataset -> file name under data/<folder>/.
 _VARIANTS: dict[str, dict[str, str]] = {
@@ -84,12 +50,6 @@ _VARIANTS: dict[str, dict[str, str]] = {
     "ActivityNet1.2": {"official": "gt.json"},
     "ActivityNet1.3": {"official": "gt.json"},
 }
-
-
-def _dataset_info(dataset: str) -> dict[str, Any]:
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {sorted(DATASETS)}")
-    return DATASETS[dataset]
 
 
 def default_data_dir() -> Path:
@@ -100,7 +60,7 @@ def default_data_dir() -> Path:
 
 def subset_for_split(dataset: str, split: str) -> str:
     """Map an on-disk feature split ('val', 'test', 'training', ...) to its gt ``subset`` name."""
-    info = _dataset_info(dataset)
+    info = dataset_info(dataset)
     mapping = dict(zip(info["splits"], info["subsets"]))
     # Accept the gt subset names too, so callers may pass either.
     mapping.update({s: s for s in info["subsets"]})
@@ -196,12 +156,7 @@ def read_gt_json(path: str | os.PathLike) -> dict:
         raise FileNotFoundError(
             f"{path}: ground-truth file not found (rebuild it with scripts/build_ground_truth.py)"
         )
-    try:
-        with open(path, encoding="utf-8") as fh:
-            gt = json.load(fh)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: corrupt JSON ({err})") from err
-    return _check_gt(gt, str(path))
+    return _check_gt(read_json(path), str(path))
 
 
 def load_annotations(
@@ -213,7 +168,7 @@ def load_annotations(
     'wtalc212' (the W-TALC annotations with all 212 test videos). ``data_dir`` overrides the
     repository's ``data/`` folder. Returns the dict {version, dataset, classes, database}.
     """
-    _dataset_info(dataset)
+    dataset_info(dataset)
     variants = _VARIANTS[dataset]
     if variant not in variants:
         raise ValueError(

@@ -41,6 +41,9 @@ from typing import Any
 
 import numpy as np
 
+from ..datasets import THUMOS14_CLASSES
+from ..io import read_json
+
 __all__ = [
     "GroundTruth", "Predictions", "DetectionResult", "load_ground_truth", "ground_truth_from_dict",
     "load_predictions", "predictions_from_arrays", "evaluate_detection", "classification_map",
@@ -55,13 +58,6 @@ THUMOS14_TIOU = np.linspace(0.1, 0.9, 9)
 ANET_TIOU = np.linspace(0.5, 0.95, 10)
 MAP_TOLERANCE = 1e-9
 
-# Only used to name the data set in messages and tables.
-_THUMOS14_CLASSES = frozenset((
-    "BaseballPitch", "BasketballDunk", "Billiards", "CleanAndJerk", "CliffDiving",
-    "CricketBowling", "CricketShot", "Diving", "FrisbeeCatch", "GolfSwing", "HammerThrow",
-    "HighJump", "JavelinThrow", "LongJump", "PoleVault", "Shotput", "SoccerPenalty",
-    "TennisSwing", "ThrowDiscus", "VolleyballSpiking",
-))
 
 # The averages people quote: name -> (first, last, step) of the thresholds averaged.
 _AVERAGE_RANGES = {
@@ -110,23 +106,6 @@ def _short_source(source: str) -> str:
     return source if source.startswith("<") else Path(source).name
 
 
-def _read_json(path: str | Path) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: file not found")
-    try:
-        with path.open("r", encoding="utf-8") as fh:
-            return json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text, so not a JSON file ({exc})") from None
-    except RecursionError:
-        raise ValueError(f"{path}: JSON nested too deeply to read") from None
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
-
-
 def _parse_segment(value: Any, where: str, allow_reversed: bool = False) -> tuple[float, float]:
     """[start, end] given as numbers or numeric strings; finite, and end >= start unless
     ``allow_reversed``."""
@@ -157,7 +136,7 @@ def _guess_dataset(data: Mapping[str, Any], classes: list[str]) -> str:
     name = data.get("dataset")
     if isinstance(name, str) and name:
         return name
-    if set(classes) == _THUMOS14_CLASSES:
+    if set(classes) == set(THUMOS14_CLASSES):  # only names the data set in messages
         return "THUMOS14"
     return f"{len(classes)}-class"
 
@@ -249,7 +228,7 @@ def _warn_odd_segments(source: str, rows: list[tuple[int, str, float, float]],
 def load_ground_truth(path: str | Path, subset: str,
                       classes: Sequence[str] | None = None) -> GroundTruth:
     """Load an ActivityNet-format ground-truth file; see :func:`ground_truth_from_dict`."""
-    return ground_truth_from_dict(_read_json(path), subset, classes, source=str(path))
+    return ground_truth_from_dict(read_json(path), subset, classes, source=str(path))
 
 
 # --------------------------------------------------------------------------- predictions
@@ -352,7 +331,7 @@ def load_predictions(path_or_dict: str | Path | Mapping[str, Any], gt: GroundTru
     if isinstance(path_or_dict, Mapping):
         data, source = path_or_dict, "<predictions dict>"
     else:
-        data, source = _read_json(path_or_dict), str(path_or_dict)
+        data, source = read_json(path_or_dict), str(path_or_dict)
     if not isinstance(data, Mapping) or not isinstance(data.get("results"), Mapping):
         raise ValueError(f"{source}: missing top-level 'results' object")
     index = {c: i for i, c in enumerate(gt.classes)}
@@ -479,7 +458,7 @@ def _candidate_pairs(g_key: np.ndarray, g_start: np.ndarray, g_end: np.ndarray,
     return pred, inst
 
 
-def _segment_iou(p_start: Any, p_end: Any, g_start: np.ndarray, g_end: np.ndarray,
+def segment_iou(p_start: Any, p_end: Any, g_start: np.ndarray, g_end: np.ndarray,
                  nan_as_inf: bool = True) -> np.ndarray:
     """tIoU with the reference's operations in the reference's order (bit-identical values).
 
@@ -535,7 +514,7 @@ def _reference_tie_rank(tied_preds: np.ndarray, pair_p: np.ndarray, pair_g: np.n
         group = np.arange(np.searchsorted(g_key, p_key[p], "left"),
                           np.searchsorted(g_key, p_key[p], "right"))
         group = group[np.argsort(g_order[group])]                 # file order
-        iou = _segment_iou(p_start[p], p_end[p], g_start[group], g_end[group], nan_as_inf=False)
+        iou = segment_iou(p_start[p], p_end[p], g_start[group], g_end[group], nan_as_inf=False)
         visit_pos[group[iou.argsort()[::-1]]] = np.arange(group.size)
         rank[a:b] = visit_pos[pair_g[a:b]]
     return rank
@@ -638,7 +617,7 @@ def _match(gt: GroundTruth, preds: Predictions, tiou_thresholds: Any) -> _Matchi
 
     pair_p, pair_g = _candidate_pairs(g_key, g_start, g_end, p_key, p_start, p_end,
                                       all_pairs=bool(tiou.min() <= 0))
-    iou = _segment_iou(p_start[pair_p], p_end[pair_p], g_start[pair_g], g_end[pair_g])
+    iou = segment_iou(p_start[pair_p], p_end[pair_p], g_start[pair_g], g_end[pair_g])
     z_p, z_g = _zero_union_pairs(g_key, g_end - g_start, p_key, p_end - p_start)
     if z_p.size:
         # 0/0 tIoU passes every threshold in the reference; keep each such pair once.

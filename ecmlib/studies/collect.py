@@ -91,14 +91,15 @@ def collect_row(cell: Cell, root: str | Path, cache: dict | None = None) -> dict
     import numpy as np
     import pandas as pd
     from .ablation import consistency_of
-    from ..method.evaluation import _read_json, bootstrap_map
+    from ..io import read_json
+    from ..method.evaluation import bootstrap_map
     from ..training.checkpoint import load_checkpoint
     from ..training.inference import detect, predict
     from ..training.setup import ground_truth_for
     run_dir = Path(root) / cell.cell_id
     cfg, test_set = _test_split(cell, cache if cache is not None else {})
     check_run_is_cell(cell, run_dir, cfg)
-    metrics = _read_json(run_dir / "metrics.json")  # ValueError naming the file
+    metrics = read_json(run_dir / "metrics.json")  # ValueError naming the file
     history_path = run_dir / "history.csv"
     history = pd.read_csv(history_path)
     if "mAP@0.5" not in history:

@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from ..datasets import DATASETS
 from ..method.localize import LocalizeParams
 from ..method.losses import LossConfig
 from ..method.model import ModelConfig
 
-DATASETS = ("THUMOS14", "ActivityNet1.2", "ActivityNet1.3")
 
 
 @dataclass

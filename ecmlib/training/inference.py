@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..data.features import THUMOS14_CLASSES, FeatureSet
+from ..data.features import FeatureSet
+from ..datasets import THUMOS101_INDEX
 from ..io import atomic_write_text
 from ..method.evaluation import (DetectionResult, GroundTruth, Predictions, classification_map,
                                  evaluate_detection, predictions_from_arrays)
@@ -84,11 +85,6 @@ def evaluate_model(model: ECMNet, test_set: FeatureSet, cfg: ExperimentConfig,
     metrics["classification_mAP"] = float(classification_map(scores, test_set.labels))
     metrics["num_detections"] = int(len(preds.score))
     return Evaluation(metrics, result, preds, scores, cas)
-
-
-THUMOS101_INDEX = dict(zip(
-    THUMOS14_CLASSES,
-    [7, 9, 12, 21, 22, 23, 24, 26, 31, 33, 36, 40, 45, 51, 68, 79, 85, 92, 93, 97]))
 
 
 def result_json(preds: Predictions) -> dict[str, Any]:

@@ -140,7 +140,8 @@ def load_data(cfg: ExperimentConfig) -> tuple[FeatureSet, FeatureSet]:
 
 def ground_truth_path(cfg: ExperimentConfig) -> Path:
     """The ground-truth JSON in data/ for the config's dataset and variant."""
-    from ..data.features import DATASETS, default_data_dir
+    from ..data.features import default_data_dir
+    from ..datasets import DATASETS
     folder = DATASETS[cfg.data.dataset]["folder"]
     name = "gt.json" if cfg.data.gt_variant == "official" else f"gt_{cfg.data.gt_variant}.json"
     return default_data_dir() / folder / name

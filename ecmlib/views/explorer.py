@@ -45,7 +45,7 @@ import torch
 from ..training.config import ExperimentConfig
 from ..data.features import FeatureSet, default_data_dir
 from ..method.evaluation import (DetectionResult, GroundTruth, Predictions, evaluate_detection,
-                         predictions_from_arrays)
+                                 predictions_from_arrays, segment_iou)
 from ..method.localize import LocalizeParams, localize_batch_flat, localize_video, localized_curve
 
 if TYPE_CHECKING:  # matplotlib and ipywidgets are imported where they are used
@@ -113,10 +113,9 @@ def _max_tiou(starts: np.ndarray, ends: np.ndarray,
     if len(gt_segments) == 0 or starts.size == 0:
         return np.zeros(starts.size)
     g = np.asarray(gt_segments, dtype=np.float64).reshape(-1, 2)
-    inter = np.clip(np.minimum(ends[:, None], g[None, :, 1])
-                    - np.maximum(starts[:, None], g[None, :, 0]), 0, None)
-    union = (ends - starts)[:, None] + (g[:, 1] - g[:, 0])[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0).max(axis=1)
+    iou = segment_iou(starts[:, None], ends[:, None], g[None, :, 0], g[None, :, 1],
+                      nan_as_inf=False)
+    return np.nan_to_num(iou, nan=0.0).max(axis=1)      # a zero union overlaps nothing
 
 
 def plot_video_detections(cas: np.ndarray, weights: np.ndarray | None,
