@@ -38,6 +38,7 @@ from ecmlib.method.localize import LocalizeParams, localize_batch_flat  # noqa: 
 from ecmlib.method.losses import LossConfig, compute_losses  # noqa: E402
 from ecmlib.method.model import ECMNet, ModelConfig  # noqa: E402
 from ecmlib.data.synthetic import FACTORS, generate, get_spec, parse_knobs  # noqa: E402
+from ecmlib.training.inference import predict  # noqa: E402
 
 _THUMOS_TIOU = np.linspace(0.1, 0.9, 9)
 
@@ -49,12 +50,7 @@ def total_loss(out: dict, labels: torch.Tensor, cfg: LossConfig) -> torch.Tensor
 
 def evaluate(model: ECMNet, test, gt, params: LocalizeParams, batch: int = 64) -> dict:
     """mAP per tIoU 0.1..0.9 of ``model`` on the FeatureSet ``test`` (THUMOS14 protocol)."""
-    scores, cas = [], []
-    for i in range(0, len(test), batch):
-        s, a = model.infer(torch.from_numpy(test.features[i:i + batch]))
-        scores.append(s.numpy())
-        cas.append(a.numpy())
-    scores_np, cas_np = np.concatenate(scores), np.concatenate(cas)
+    scores_np, cas_np = predict(model, test.features, batch_size=batch)
     fps_or_dur = test.fps if params.time_unit == "fps" else test.duration
     det = localize_batch_flat(cas_np, scores_np, test.frame_num, fps_or_dur, params)
     names = np.asarray(test.names)[det.video]

@@ -119,10 +119,16 @@ def test_topk_is_int_of_configured_snippets() -> None:
 
 
 def test_inference_outputs_softmax_and_cas() -> None:
-    model = small_model()
-    score, cas = model.infer(torch.rand(2, 8, 10))
-    assert score.shape == (2, 4) and cas.shape == (2, 4, 10)
-    torch.testing.assert_close(score.sum(1), torch.ones(2))
+    from ecmlib.training.inference import predict
+    model = small_model(dropout=0.5).train()
+    x = torch.rand(2, 8, 10)
+    score, cas = predict(model, x)            # numpy, dropout off, the model's mode restored
+    assert score.shape == (2, 4) and cas.shape == (2, 4, 10) and model.training
+    np.testing.assert_allclose(score.sum(1), np.ones(2), rtol=1e-6)
+    with torch.no_grad():
+        out = model.eval()(x)                 # no labels: the inference outputs
+    np.testing.assert_allclose(score, out["score"].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(cas, out["cas"].numpy(), rtol=1e-6)
 
 
 @pytest.mark.parametrize("transition", ["learned", "fixed", "independent"])

@@ -384,18 +384,19 @@ def test_short_training_beats_an_untrained_model(tiny, thumos_gt):
     from ecmlib.method.localize import LocalizeParams, localize_batch_flat
     from ecmlib.method.losses import LossConfig, compute_losses
     from ecmlib.method.model import ECMNet, ModelConfig
+    from ecmlib.training.inference import predict
 
     train, test = tiny["val"], tiny["test"]
     gt = ground_truth_from_dict(S.ground_truth("tiny"), "test", classes=test.classes)
     params = LocalizeParams.thumos14()
 
     def score(model) -> tuple[float, float]:
-        s, cas = model.infer(torch.from_numpy(test.features))
-        det = localize_batch_flat(cas.numpy(), s.numpy(), test.frame_num, test.fps, params)
+        s, cas = predict(model, test.features)
+        det = localize_batch_flat(cas, s, test.frame_num, test.fps, params)
         preds = predictions_from_arrays(np.asarray(test.names)[det.video], det.label,
                                         det.start, det.end, det.score, classes=test.classes)
         res = evaluate_detection(gt, preds, [0.1, 0.3, 0.5])
-        return float(res.mAP.mean()), _snippet_auc(cas.numpy(), test, thumos_gt)
+        return float(res.mAP.mean()), _snippet_auc(cas, test, thumos_gt)
 
     torch.manual_seed(0)
     threads = torch.get_num_threads()

@@ -401,17 +401,6 @@ class ECMNet(nn.Module):
             out["post_scores"] = self.post_scores(src, a)
         return out
 
-    @torch.no_grad()
-    def infer(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inference outputs (softmax(s_pre) [B, C], raw CAS [B, C, T]) with dropout off."""
-        was_training = self.training
-        self.eval()
-        try:
-            out = self.forward(x)
-        finally:
-            self.train(was_training)
-        return out["score"], out["cas"]
-
 
 # -- checkpoints ---------------------------------------------------------------------------
 
