@@ -1,4 +1,5 @@
-"""ecmlib.studies.ablation: the settings' configs, the consistency measure, one tiny run per kind."""
+"""ecmlib.studies.ablation: the settings' configs (as the record builds them) and the
+consistency measure."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from ecmlib.studies import ablation as A
 from ecmlib.method.model import ECMNet, ModelConfig
 
 
-def _cfg(setting: str, **kw):
-    return A.setting_config(setting, **{"seed": 3, "preset": "thumos14-small", "epochs": 7,
-                                        "eval_every": 2, **kw})
+def _cfg(setting: str):
+    from ecmlib.studies.collect import cell_config
+    from ecmlib.studies.design import Cell
+    return cell_config(Cell(setting, 3, epochs=7, eval_every=2))
 
 
 def test_the_paper_settings_are_named():
@@ -28,9 +30,9 @@ def test_full_ecm_is_the_paper_configuration():
     assert (cfg.model.streams, cfg.model.transition) == ("both", "learned")
     assert (cfg.loss.w_pre, cfg.loss.w_post, cfg.loss.w_eq, cfg.loss.w_agg) == (1, 1, 0.05, 5)
     assert cfg.loss.background
-    # resized to the derived preset, run length and seed as asked
-    assert (cfg.model.feat_dim, cfg.model.num_snippets) == (128, 128)
-    assert cfg.data.synthetic == "thumos14-small"
+    # the record's preset, run length and seed as asked
+    assert (cfg.model.feat_dim, cfg.model.num_snippets, cfg.model.hidden_dim) == (256, 256, 128)
+    assert cfg.data.synthetic == "thumos14-mini"
     assert (cfg.train.seed, cfg.train.epochs, cfg.eval.eval_every) == (3, 7, 2)
 
 
@@ -42,30 +44,13 @@ def test_full_ecm_is_the_paper_configuration():
     ("no_lagg", {"loss.w_agg": 0.0, "loss.background": False}),
     ("fixed_transition", {"model.transition": "fixed"}),
     ("independent_transition", {"model.transition": "independent"}),
+    ("weight_sparsity", {"loss.terms": "weight_sparsity=0.0001"}),
 ])
 def test_each_setting_changes_only_what_it_names(setting, expected):
     full, cfg = _cfg("ecm").to_dict(), _cfg(setting).to_dict()
     changed = {f"{sec}.{k}": v for sec in ("model", "loss", "train", "eval", "data", "localize")
                for k, v in cfg[sec].items() if full[sec][k] != v}
     assert changed == expected
-
-
-def test_extra_overrides_win_and_bad_names_fail():
-    cfg = _cfg("pre_only", extra={"hidden_dim": 16, "train.lr": 1e-3, "model.streams": "both"})
-    assert (cfg.model.hidden_dim, cfg.train.lr, cfg.model.streams) == (16, 1e-3, "both")
-    with pytest.raises(ValueError, match="unknown ablation setting"):
-        _cfg("no_such")
-    assert _cfg("ecm", preset="tiny").model.feat_dim == 32
-
-
-def test_derived_preset_keeps_the_base_videos():
-    from ecmlib.data.synthetic import get_spec, video_names
-    spec = A.ablation_spec("thumos14-small")
-    base = get_spec("thumos14-mini")
-    assert (spec.feat_dim, spec.num_snippets, spec.name) == (128, 128, "thumos14-small")
-    assert spec.replace(name=base.name, feat_dim=base.feat_dim,
-                        num_snippets=base.num_snippets) == base
-    assert video_names(spec, "test") == video_names(base, "test")
 
 
 # ------------------------------------------------------------------ consistency
@@ -128,94 +113,3 @@ def test_consistency_examples_one_entry_per_label_class():
 
 # ------------------------------------------------------------------ runs
 
-
-@pytest.mark.parametrize("setting", ["ecm", "pre_only"])
-def test_run_setting_on_tiny_returns_every_metric(setting):
-    threads = torch.get_num_threads()
-    try:
-        out = A.run_setting(setting, seed=0, preset="tiny", epochs=2, eval_every=1)
-    finally:
-        torch.set_num_threads(threads)
-    assert tuple(out) == A.METRICS
-    for key in ("mAP@0.5", "average_mAP@0.1:0.7", "average_mAP@0.1:0.5", "classification_mAP",
-                "final_mAP@0.5"):
-        assert 0.0 <= out[key] <= 1.0, key
-    assert out["best_epoch"] in (1, 2) and out["wall_time_s"] > 0
-    assert out["diverged"] == 0 and math.isnan(out["diverged_epoch"])
-    if setting == "pre_only":
-        assert math.isnan(out["consistency"]) and math.isnan(out["consistency_pearson"])
-    else:
-        assert -1.0 <= out["consistency"] <= 1.0
-
-
-def test_run_setting_is_repeatable_and_caches_the_data():
-    A.load_setting_data.cache_clear()
-    threads = torch.get_num_threads()
-    try:
-        a = A.run_setting("fixed_transition", seed=1, preset="tiny", epochs=1, eval_every=1)
-        b = A.run_setting("fixed_transition", seed=1, preset="tiny", epochs=1, eval_every=1)
-    finally:
-        torch.set_num_threads(threads)
-    assert A.load_setting_data.cache_info().hits == 1
-    assert a["consistency"] == pytest.approx(1.0, abs=1e-9)
-    a.pop("wall_time_s"), b.pop("wall_time_s")
-    assert a == pytest.approx(b, nan_ok=True)
-
-
-def test_run_dirs_and_histories(tmp_path):
-    threads = torch.get_num_threads()
-    try:
-        records = [{"setting": "no_lagg", "seed": 0,
-                    **A.run_setting("no_lagg", 0, "tiny", 2, 1, runs_root=str(tmp_path))}]
-    finally:
-        torch.set_num_threads(threads)
-    run = tmp_path / A.run_name("no_lagg", 0)
-    assert run.name == "no_lagg__seed=0"
-    assert {"config.json", "history.csv", "best.pth"} <= {p.name for p in run.iterdir()}
-    hist = A.collect_histories(str(tmp_path), records)
-    assert hist["epoch"].tolist() == [1, 2] and set(hist["setting"]) == {"no_lagg"}
-    assert (hist["loss_agg"] == 0).all()  # the background stream was off
-    with pytest.raises(FileNotFoundError, match="history"):
-        A.collect_histories(str(tmp_path), [{"setting": "ecm", "seed": 5}])
-
-
-def test_a_diverged_run_is_a_result_not_a_crash(monkeypatch, tmp_path):
-    import ecmlib.training.train
-
-    def diverge(*args, **kwargs):
-        raise RuntimeError("epoch 4: the training loss is nan (diverged); lower train.lr or "
-                           "check the features")
-
-    monkeypatch.setattr(ecmlib.training.train, "train", diverge)
-    threads = torch.get_num_threads()
-    try:
-        out = A.run_setting("no_leq", 0, "tiny", 5, 1)
-        assert tuple(out) == A.METRICS
-        assert out["diverged"] == 1 and out["diverged_epoch"] == 4
-        assert math.isnan(out["mAP@0.5"]) and math.isnan(out["consistency"])
-
-        def nan_weights(*args, **kwargs):
-            raise ValueError("cas contains NaN or inf")
-
-        monkeypatch.setattr(ecmlib.training.train, "train", nan_weights)
-        out = A.run_setting("no_leq", 0, "tiny", 5, 1)
-        assert out["diverged"] == 1 and math.isnan(out["diverged_epoch"])
-
-        def nan_at_evaluation(*args, out_dir=None, **kwargs):
-            out_dir.mkdir(parents=True)
-            (out_dir / "history.csv").write_text("epoch,loss_total\n1,3.0\n2,2.5\n")
-            raise RuntimeError("the model's scores or CAS are NaN/inf: training diverged; "
-                               "lower train.lr or check the features")
-
-        monkeypatch.setattr(ecmlib.training.train, "train", nan_at_evaluation)
-        out = A.run_setting("no_leq", 0, "tiny", 5, 1, runs_root=str(tmp_path))
-        assert out["diverged"] == 1 and out["diverged_epoch"] == 3
-
-        def other(*args, **kwargs):
-            raise RuntimeError("something else")
-
-        monkeypatch.setattr(ecmlib.training.train, "train", other)
-        with pytest.raises(RuntimeError, match="something else"):
-            A.run_setting("no_leq", 0, "tiny", 5, 1)
-    finally:
-        torch.set_num_threads(threads)

@@ -10,7 +10,7 @@ import torch
 
 from ecmlib.method.losses import LossConfig, compute_losses, loss_agg, loss_eq, loss_pre
 from ecmlib.method import reference
-from ecmlib.method.model import ECMNet, ModelConfig, group_matrix
+from ecmlib.method.model import ECMNet, ModelConfig
 from ecmlib.training.checkpoint import load_checkpoint
 from ecmlib.parity import load_golden, model_checks
 
@@ -102,12 +102,6 @@ def test_post_scores_equal_explicit_group_sums(taps: bool) -> None:
                 g = torch.stack([(a[b, c, i::3] * x[b, :, i::3]).sum(-1) for i in range(3)], 1)
                 s = (w[c] @ conv_trunk(model, g[None])[0]).mean()
                 assert torch.isclose(got[b, c], s, rtol=1e-5, atol=1e-6)
-
-
-def test_group_matrix_interleaves() -> None:
-    m = group_matrix(7, 3)
-    assert m.argmax(1).tolist() == [0, 1, 2, 0, 1, 2, 0]
-    assert m.sum().item() == 7
 
 
 def test_topk_is_int_of_configured_snippets() -> None:

@@ -213,36 +213,6 @@ def _ablation():
     return aggregate(records.to_dict("records"), ["setting"]), records
 
 
-def test_ablation_bars_mean_and_std():
-    table, records = _ablation()
-    ax = P.plot_ablation_bars(table, "mAP@0.5", records=records)
-    bars = [p for p in ax.patches if isinstance(p, Rectangle)]
-    assert len(bars) == 2
-    np.testing.assert_allclose([b.get_height() for b in bars], [12.0, 6.0])
-    from matplotlib.container import BarContainer
-    (bar_container,) = [c for c in ax.containers if isinstance(c, BarContainer)]
-    err = bar_container.errorbar.lines[2][0].get_segments()
-    np.testing.assert_allclose([s[1, 1] - s[0, 1] for s in err],
-                               2 * 100 * table["mAP@0.5_std"].to_numpy())
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["ecm", "pre_only"]
-    assert len(ax.collections[-2].get_offsets()) == 3  # a dot per seed
-    assert ax.get_ylabel() == "mAP@0.5 (%)"
-
-
-def test_ablation_bars_count_runs_without_a_value():
-    records = pd.DataFrame({"setting": ["ecm"] * 3 + ["no_leq"] * 3, "seed": [0, 1, 2] * 2,
-                            "mAP@0.5": [0.1, 0.12, 0.14, np.nan, np.nan, 0.05],
-                            "diverged": [0, 0, 0, 1, 1, 0]})
-    from ecmlib.studies.workbook import aggregate
-    table = aggregate(records.to_dict("records"), ["setting"])
-    ax = P.plot_ablation_bars(table, "mAP@0.5", records=records)
-    assert [t.get_text() for t in ax.texts] == ["2/3\ndiverged"]
-    all_nan = records.assign(**{"mAP@0.5": np.nan})
-    ax = P.plot_ablation_bars(aggregate(all_nan.to_dict("records"), ["setting"], metrics=["mAP@0.5"]),
-                              "mAP@0.5", records=all_nan.drop(columns="diverged"))
-    assert [t.get_text() for t in ax.texts] == ["3/3\nmissing", "3/3\nmissing"]
-
-
 def test_setting_curves_one_line_per_setting():
     rows = [{"setting": st, "seed": sd, "epoch": e,
              "mAP@0.5": (0.01 * e + 0.001 * sd if e % 2 == 0 else np.nan)}

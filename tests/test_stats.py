@@ -46,9 +46,6 @@ def test_instances_per_class():
 def test_video_tables():
     v = S.video_durations(_gt())
     assert v.set_index("video")["duration"].to_dict() == {"v1": 10.0, "v2": 20.0, "v3": 4.0}
-    ipv = S.instances_per_video(_gt()).set_index("video")
-    assert ipv["instances"].to_dict() == {"v1": 3, "v2": 1, "v3": 1}
-    assert ipv["classes"].to_dict() == {"v1": 2, "v2": 1, "v3": 1}
 
 
 def test_action_coverage():

@@ -154,7 +154,7 @@ def test_run_grid_errors_are_clear():
         wb.run_grid(lambda x: {"x": 2}, {"x": [1]}, jobs=1, progress=False)
 
 
-def test_strip_outputs_and_has_outputs(tmp_path):
+def test_has_outputs(tmp_path):
     import nbformat  # slow to import: kept out of the module the grid workers load
     path = tmp_path / "nb.ipynb"
     nb = nbformat.read(ALPHA, as_version=4)
@@ -164,12 +164,6 @@ def test_strip_outputs_and_has_outputs(tmp_path):
     nb.metadata["papermill"] = {"parameters": {}}
     nbformat.write(nb, path)
     assert wb.has_outputs(path)
-    assert wb.strip_outputs(path) is True
-    assert not wb.has_outputs(path)
-    stripped = nbformat.read(path, as_version=4)
-    assert stripped.cells[1].metadata["tags"] == ["parameters"]  # tags survive
-    assert [c.source for c in stripped.cells] == [c.source for c in nb.cells]
-    assert wb.strip_outputs(path) is False  # nothing left to strip: file untouched
 
 
 # ------------------------------------------------------------------ notebook executions

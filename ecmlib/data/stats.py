@@ -23,7 +23,6 @@ __all__ = [
     "instances_per_class",
     "instance_durations",
     "video_durations",
-    "instances_per_video",
     "action_coverage",
     "gt_summary",
     "snippet_norms",
@@ -123,16 +122,6 @@ def video_durations(gt: dict, subset: str | Sequence[str] | None = None,
     src = _source(gt, source)
     rows = [(src, vid, e["subset"], float(e["duration"])) for vid, e in _videos(gt, subset)]
     return pd.DataFrame(rows, columns=["source", "video", "subset", "duration"])
-
-
-def instances_per_video(gt: dict, subset: str | Sequence[str] | None = None,
-                        source: str | None = None) -> pd.DataFrame:
-    """One row per video: number of instances and of distinct classes."""
-    src = _source(gt, source)
-    rows = [(src, vid, e["subset"], len(e["annotations"]),
-             len({a.get("label") for a in e["annotations"]}))
-            for vid, e in _videos(gt, subset)]
-    return pd.DataFrame(rows, columns=["source", "video", "subset", "instances", "classes"])
 
 
 def _union_length(intervals: list[tuple[float, float]]) -> float:

@@ -203,13 +203,6 @@ class Transition(nn.Module):
         return torch.sigmoid(self.conv_1(z))
 
 
-def group_matrix(num_snippets: int, groups: int, device: torch.device | None = None,
-                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """One-hot [T, G] matrix with M[t, g] = 1 when t mod G == g (the interleaved groups)."""
-    t = torch.arange(num_snippets, device=device)
-    return F.one_hot(t % groups, groups).to(dtype)
-
-
 def prefer_taps(cfg: ModelConfig) -> bool:
     """Which way the post/background streams reach conv_1 (the same numbers up to rounding).
 

@@ -50,7 +50,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..training import runlock
-from .executor import add_executor_args, cores, executor_options, open_executor
+from .executor import add_executor_args, executor_options, open_executor
 from ..training.speed import FAST_ENV
 from ..io import atomic_write_json, atomic_write_text, prepare_run_dir, repo_root
 
@@ -68,7 +68,6 @@ __all__ = [
     "run_sweep",
     "run_workbook",
     "setting_dirname",
-    "strip_outputs",
     "sweep_main",
     "to_markdown",
     "workbook_main",
@@ -547,10 +546,6 @@ def setting_dirname(params: Mapping[str, Any], seed_key: str = SEED_KEY) -> str:
     """``p1=v1__p2=v2__seed=s``: the folder of one run (the seed last, others in order)."""
     keys = [k for k in params if k != seed_key] + ([seed_key] if seed_key in params else [])
     return "__".join(f"{_value_token(k)}={_value_token(params[k])}" for k in keys)
-
-
-def _default_jobs(n_tasks: int) -> int:
-    return max(1, min(cores(), n_tasks))
 
 
 def _call_grid_point(fn: Callable[..., Mapping[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
@@ -1186,20 +1181,3 @@ def has_outputs(path: str | Path) -> bool:
             return True
     return False
 
-
-def strip_outputs(path: str | Path) -> bool:
-    """Remove outputs, execution counts and run metadata in place (tags kept); True if changed."""
-    import nbformat
-    path = Path(path)
-    nb = nbformat.read(path, as_version=4)
-    if not has_outputs(path):
-        return False
-    nb.metadata.pop("papermill", None)
-    for cell in nb.cells:
-        cell.metadata.pop("papermill", None)
-        cell.metadata.pop("execution", None)
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
-    atomic_write_text(path, nbformat.writes(nb) + "\n")
-    return True

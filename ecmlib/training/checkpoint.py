@@ -28,10 +28,6 @@ from .config import SECTIONS, ExperimentConfig
 
 # -- reading and writing ------------------------------------------------------------------
 
-def describe_state_dict(state: dict[str, torch.Tensor]) -> str:
-    """One line per tensor: name and shape (for error messages)."""
-    return ", ".join(f"{k} {tuple(v.shape)}" for k, v in state.items())
-
 
 def infer_config(state: dict[str, torch.Tensor], **defaults: Any) -> ModelConfig:
     """Read feat_dim, hidden_dim and num_classes off an official state dict."""

@@ -45,7 +45,6 @@ __all__ = [
     "plot_map_curves",
     "plot_official_curves",
     "plot_training_vs_official",
-    "plot_ablation_bars",
     "plot_setting_curves",
     "plot_cas_vs_weights",
     "plot_consistency_examples",
@@ -492,48 +491,6 @@ def plot_training_vs_official(history: pd.DataFrame, curves: pd.DataFrame | None
 
 
 # ------------------------------------------------------------------ ablations
-
-
-def plot_ablation_bars(table: pd.DataFrame, metric: str, ax: Axes | None = None,
-                       setting_key: str = "setting", records: pd.DataFrame | None = None,
-                       scale: float = 100.0, ylabel: str | None = None) -> Axes:
-    """One bar per setting: mean of ``metric`` over seeds with ± std error bars.
-
-    ``table`` is :func:`ecmlib.studies.workbook.aggregate` output (``<metric>_mean``, ``_std``);
-    ``records`` (one row per run) adds each seed as a dot, so n = 3 is visibly n = 3, and
-    writes under a bar how many runs have no value (``k/n diverged`` when the records
-    have a ``diverged`` column, else ``k/n missing``). Values are multiplied by ``scale``
-    (100: mAP in percent).
-    """
-    _require(table, [setting_key, f"{metric}_mean", f"{metric}_std"], "ablation table")
-    ax = _new_ax(ax, (max(4.0, 0.9 * len(table) + 1.5), 3.4))
-    names = [str(s) for s in table[setting_key]]
-    x = np.arange(len(names))
-    mean = scale * table[f"{metric}_mean"].to_numpy(dtype=float)
-    std = scale * np.nan_to_num(table[f"{metric}_std"].to_numpy(dtype=float))
-    colors = list(_palette(names).values())
-    ax.bar(x, mean, yerr=std, capsize=3, color=colors, edgecolor="black", lw=0.6,
-           error_kw={"lw": 1.0}, label="mean ± std over seeds")
-    if records is not None:
-        _require(records, [setting_key, metric], "ablation records")
-        for i, name in enumerate(names):
-            v = scale * records.loc[records[setting_key].astype(str) == name, metric].to_numpy(dtype=float)
-            jitter = np.linspace(-0.15, 0.15, len(v)) if len(v) > 1 else np.zeros(len(v))
-            ax.scatter(i + jitter, v, s=10, color="black", zorder=3,
-                       label="one seed" if i == 0 else None)
-            missing = int(np.sum(~np.isfinite(v)))
-            if missing:
-                what = "diverged" if "diverged" in records.columns else "missing"
-                ax.annotate(f"{missing}/{len(v)}\n{what}", (i, 0), xytext=(0, 3),
-                            textcoords="offset points", ha="center", va="bottom",
-                            fontsize="small", color="tab:red")
-    ax.set_xticks(x, names, rotation=30, ha="right")
-    ax.set_ylabel(ylabel or (f"{metric} (%)" if scale == 100 else metric))
-    # Above the axes: a legend inside would hide bars or dots.
-    ax.legend(fontsize="small", loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False)
-    finite = mean[np.isfinite(mean)] - std[np.isfinite(mean)]
-    ax.set_ylim(bottom=min(0.0, float(finite.min())) if finite.size else 0.0)
-    return ax
 
 
 def plot_setting_curves(histories: pd.DataFrame, metric: str = "mAP@0.5", ax: Axes | None = None,
