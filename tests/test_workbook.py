@@ -219,7 +219,7 @@ def test_workbook_reports_the_failing_cell_and_carries_on(tmp_path, capsys):
     assert after["notebook"] == "03_gamma" and after["status"] == "ok"  # continued
     assert (out / "02_fails.ipynb").is_file()  # the executed copy shows the traceback
     captured = capsys.readouterr()
-    assert "FAILED at cell 3" in captured.out + captured.err
+    assert "FAILED at notebook cell 3" in captured.out + captured.err
     assert "1 of 2 notebook(s) failed: 02_fails" in captured.err
 
 
@@ -290,7 +290,7 @@ def test_sweep_with_a_failing_run_exits_non_zero_and_keeps_the_record(tmp_path, 
     rc = wb.sweep_main([str(FIXTURES / "02_fails.ipynb"), "-p", "seed", "0", "--jobs", "1",
                         "--out", str(out), "--timeout", "60"])
     assert rc == 1
-    assert "seed=0: FAILED at cell 3" in capsys.readouterr().err
+    assert "seed=0: FAILED at notebook cell 3" in capsys.readouterr().err
     runs = pd.read_csv(out / "runs.csv")
     assert runs["status"].tolist() == ["failed"]
     assert json.loads((out / "sweep.json").read_text())["failed"] == ["seed=0"]

@@ -1,8 +1,10 @@
 """ECM localisation: from a class activation sequence (CAS) to scored temporal detections.
 
-Implements section "Localisation" of the project's method spec (``ECM_METHOD.md``):
-min-max normalisation, class filtering, linear up-sampling to frame resolution,
-multi-threshold run extraction with outer-inner-contrast scores, and per-class greedy NMS.
+ECM's localisation as the authors' code computes it: min-max normalisation, class
+filtering, linear up-sampling to frame resolution, multi-threshold run extraction with
+outer-inner-contrast scores, and per-class greedy NMS. The same steps written plainly, one
+threshold and one run at a time, are :func:`ecmlib.method.reference.localize_steps`; the
+tests hold this vectorised version to it.
 
 Two modes are offered:
 

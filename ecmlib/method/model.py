@@ -209,12 +209,10 @@ def prefer_taps(cfg: ModelConfig) -> bool:
     True aggregates conv_1's taps of every snippet (3H wide) and never runs conv_1 on the
     aggregated rows; False aggregates the D-wide features and runs conv_1 on every
     aggregated row. Every (video, label, class, group) row costs D-wide work on the
-    feature path and 3H-wide work on the tap path, so taps win clearly when 3H < D (25x at
-    D=2048, H=16, C=200) and at large widths. Where 3H >= D on small models the feature
-    path is kept: it is within a few per cent there (8 % faster at D=256, H=128, C=20 on
-    2 threads, up to 1.3x slower on one) and the results of record and the README's
-    numbers were trained on it; switching would change them by rounding.
-    ``benchmarks/bench_aggregate_paths.py`` measures both.
+    feature path and 3H-wide work on the tap path, so taps win when 3H < D and at large
+    widths. Where 3H >= D on small models the two are close, and the feature path is kept
+    because the results of record were trained on it (switching would change them by
+    rounding). ``benchmarks/bench_aggregate_paths.py`` measures both; the README reports it.
     """
     return 3 * cfg.hidden_dim < cfg.feat_dim or cfg.feat_dim * cfg.hidden_dim >= 2 ** 18
 

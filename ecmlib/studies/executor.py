@@ -308,8 +308,8 @@ def _open_dask_local(jobs: int, threads: int, ngpu: int,
     # One cell per worker at a time, handed out only when a worker is free (no pre-queueing
     # a long cell behind another on a busy worker); no statistical profiler sampling the
     # cells' stacks every 10 ms; and glibc's own malloc trimming instead of the nanny's
-    # MALLOC_TRIM_THRESHOLD_=65536, which made torch training cells ~40 % slower here
-    # (benchmarks/bench_sweep.py). The nannies hand this config to their workers.
+    # MALLOC_TRIM_THRESHOLD_=65536, which made torch training cells much slower
+    # (benchmarks/bench_sweep.py measures it). The nannies hand this config to their workers.
     with dask.config.set({"distributed.scheduler.worker-saturation": 1.0,
                           "distributed.worker.profile.enabled": False,
                           "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):

@@ -1,7 +1,7 @@
 """Run the workbook: every notebook in order, parameter sweeps, and notebook hygiene.
 
 Three entry points share one execution path (papermill, kernel ``python3``, a timeout per
-cell, the notebooks' folder as working directory):
+notebook cell, the notebooks' folder as working directory):
 
 * ``python -m ecmlib workbook`` (:func:`workbook_main`, :func:`run_workbook`) executes
   ``notebooks/NN_name.ipynb`` in order into a fresh ``runs/<YYYYmmdd-HHMMSS>/`` folder:
@@ -12,8 +12,8 @@ cell, the notebooks' folder as working directory):
   in parallel processes, each into ``<out>/lr=0.001__seed=0/``; the notebook writes
   ``metrics.json`` into its ``out_dir`` (the contract) and the sweep aggregates them over
   seeds into ``sweep.csv`` / ``sweep.md``.
-* From Python (notebooks 03/04): :func:`run_grid` runs a picklable function of the
-  parameters over a grid in a process pool and :func:`aggregate` / :func:`to_markdown`
+* From Python: :func:`run_grid` runs a picklable function of the parameters over a grid
+  on the same executor and :func:`aggregate` / :func:`to_markdown`
   summarise the records as mean ± std over seeds.
 
 ``sweep.csv`` is *wide*: one row per setting, the non-seed parameters, ``n`` (runs in the
@@ -75,7 +75,7 @@ __all__ = [
 
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_[A-Za-z0-9][A-Za-z0-9_\-]*\.ipynb$")
 KERNEL_NAME = "python3"
-DEFAULT_TIMEOUT_S = 3600  # per cell; full (non-quick) training cells on a CPU take minutes
+DEFAULT_TIMEOUT_S = 3600  # per notebook cell; full (non-quick) training cells take minutes
 SEED_KEY = "seed"
 
 
@@ -190,7 +190,7 @@ def _is_kernel_start_clash(err: BaseException) -> bool:
 
 
 def _source_cell_index(input_path: Path, executed_index: int, injected: bool) -> int:
-    """Map a cell index of the executed copy back to the source notebook.
+    """Map a notebook cell index of the executed copy back to the source notebook.
 
     papermill inserts its ``injected-parameters`` cell right after the ``parameters`` cell
     (or first, when there is none), so later cells shift by one.
@@ -205,7 +205,8 @@ def _source_cell_index(input_path: Path, executed_index: int, injected: bool) ->
 
 
 def _last_started_cell(output_path: Path, input_path: Path, injected: bool) -> int | None:
-    """Source index of the last cell the kernel started (where a timeout or crash struck)."""
+    """Source index of the last notebook cell the kernel started (where a timeout or crash
+    struck)."""
     import nbformat
     try:
         nb = nbformat.read(output_path, as_version=4)
@@ -230,7 +231,7 @@ def _execute(input_path: str, output_path: str, parameters: dict[str, Any], cwd:
              timeout: float | None, progress_bar: bool = False, log_output: bool = False) -> dict:
     """Run one notebook with papermill; never raises for notebook errors, returns a record.
 
-    The record has ``status`` ("ok", "failed": a cell raised, "error": the run itself broke,
+    The record has ``status`` ("ok", "failed": a notebook cell raised, "error": the run itself broke,
     e.g. timeout or dead kernel), ``wall_s`` and, when not ok, ``error`` with the details.
     """
     import papermill
@@ -271,15 +272,15 @@ def _execute(input_path: str, output_path: str, parameters: dict[str, Any], cwd:
 
 
 def _describe(record: dict) -> str:
-    """One or two lines saying how a run went (which cell failed, and why)."""
+    """One or two lines saying how a run went (which notebook cell failed, and why)."""
     if record["status"] == "ok":
         return "ok"
     err = record["error"] or {}
     if record["status"] == "failed":
-        return (f"FAILED at cell {err['cell_index']} (0-based, source notebook; "
+        return (f"FAILED at notebook cell {err['cell_index']} (0-based, source notebook; "
                 f"In [{err['execution_count']}]): {err['ename']}: {err['evalue']}\n"
                 f"    > {err['source_first_line']}")
-    where = "" if err.get("cell_index") is None else f" in cell {err['cell_index']} (0-based)"
+    where = "" if err.get("cell_index") is None else f" in notebook cell {err['cell_index']} (0-based)"
     return f"ERROR{where}: {err.get('ename')}: {err.get('evalue')}"
 
 
@@ -461,7 +462,7 @@ def _workbook_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", help="comma list of notebook numbers, e.g. 01,03")
     p.add_argument("--out", help="output folder, new or empty (default: runs/<timestamp>)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
-                   help=f"seconds per cell before a notebook is stopped (default {DEFAULT_TIMEOUT_S})")
+                   help=f"seconds per notebook cell before the notebook is stopped (default {DEFAULT_TIMEOUT_S})")
     add_executor_args(p, "notebooks run side by side (default 1; >1 only if they are "
                          "independent)")
     p.add_argument("--notebooks-dir", help="folder of NN_name.ipynb notebooks (default: notebooks/)")
@@ -1126,7 +1127,7 @@ def _sweep_parser() -> argparse.ArgumentParser:
                         "fastest aggregation path); numbers differ from fp32 by rounding")
     p.add_argument("--metric", nargs="+", help="aggregate only these metrics (default: all numeric)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
-                   help=f"seconds per cell (default {DEFAULT_TIMEOUT_S})")
+                   help=f"seconds per notebook cell (default {DEFAULT_TIMEOUT_S})")
     add_executor_args(p, "runs at once on this machine (default: min(cores, grid size)); with "
                          "--slurm: Slurm jobs to start (default: one per run)")
     return p

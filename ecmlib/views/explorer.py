@@ -7,10 +7,9 @@ Three layers, so each can be tested on its own:
   truth, detections) on an ``Axes``.
 * :class:`VideoAnalysis` (built by :func:`analyse_split`) runs the network **once** over a
   whole split and keeps the video scores, the CAS and the aggregation weights. Moving a
-  knob then only re-runs localisation: of one video for the plot and its AP (a few ms),
-  and of every video for the dataset mAP@0.5 (0.1-0.8 s for the 210 test videos of
-  thumos14-mini on a CPU core, more the lower the class score threshold; cached per
-  parameter set, so switching video or class costs nothing). That is fast enough to
+  knob then only re-runs localisation: of one video for the plot and its AP, and of every
+  video for the dataset mAP@0.5 (cached per parameter set, so switching video or class
+  costs nothing; ``benchmarks/bench_localize.py`` times it). That is fast enough to
   recompute on every slider release, so there is no debounce or "compute" button.
 * :func:`make_explorer` wires ipywidgets (two dropdowns, five sliders) to the two with
   ``interactive_output``; every redraw prints a one-line marker
