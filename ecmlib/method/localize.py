@@ -417,101 +417,108 @@ def _localize_normalized(
     params: LocalizeParams,
 ) -> np.ndarray:
     """Core of :func:`localize_video` on an already normalised float32 CAS (inputs validated)."""
-    official = params.mode == "official"
     # Class filter in the score's own precision: the reference compares a float32 array with a
     # Python float, which numpy evaluates in float32.
     tau = np.asarray(params.cls_score_th).astype(video_score.dtype)
     classes = np.flatnonzero(video_score >= tau)
-    if classes.size == 0:
+    chunk = max(1, _CHUNK_ELEMENTS // frame_num)
+    out = [det for c0 in range(0, classes.size, chunk)
+           for det in _localize_classes(cas_norm, video_score, classes[c0:c0 + chunk],
+                                        frame_num, fps_or_duration, params)]
+    if not out:
         return np.zeros((0, 4), dtype=np.float64)
+    return np.concatenate(out, axis=0)
+
+
+def _localize_classes(cas_norm: np.ndarray, video_score: np.ndarray, cls: np.ndarray,
+                      n_frames: int, fps_or_duration: float,
+                      params: LocalizeParams) -> list[np.ndarray]:
+    """Detections [k, 4] per class of ``cls`` (one array per class with proposals)."""
+    official = params.mode == "official"
     # Thresholds stay float64: the reference compares its float32 curve with np.float64
     # thresholds, which numpy >= 2 (the recording environment, see the module docstring)
     # does in float64.
     thetas = params.thresholds
-    n_th = thetas.size
-    lam = params.outer_lambda
-    n_frames = frame_num
-    chunk = max(1, _CHUNK_ELEMENTS // n_frames)
-    out: list[np.ndarray] = []
-    for c0 in range(0, classes.size, chunk):
-        cls = classes[c0 : c0 + chunk]
-        curve = resize_linear(cas_norm[cls], n_frames)  # [k, F] float32
-        # "zero the values < theta, keep positions > 0": position t survives threshold k iff
-        # curve >= theta_k and curve > 0, i.e. iff k < level[t].
-        level = np.searchsorted(thetas, curve.astype(np.float64), side="right")
-        level[curve <= 0] = 0
-        ci, ti, p0, p1 = _run_table(level, n_th)
-        if p0.size == 0:
-            continue
-        csum = np.zeros((curve.shape[0], n_frames + 1), dtype=np.float64)
-        np.cumsum(curve, axis=-1, dtype=np.float64, out=csum[:, 1:])
-        # Inner mean: on a run every value is >= theta, so the zeroed curve equals the curve.
-        run_sum = csum[ci, p1 + 1] - csum[ci, p0]
-        length = (p1 - p0 + 1).astype(np.float64)
-        inner = run_sum / length
-        # Outer region [max(0, int(p0 - lam n)), p0) U (p1, min(F, int(p1 + lam n))); int()
-        # truncates toward zero, and lam * n is formed first, as in the reference.
-        reach = lam * length
-        lo = np.maximum(0, np.trunc(p0 - reach)).astype(np.int64)
-        hi = np.minimum(n_frames, np.trunc(p1 + reach)).astype(np.int64)
-        hi = np.maximum(hi, p1 + 1)  # right side empty when int(p1 + lam n) <= p1 + 1
-        count = (p0 - lo) + (hi - p1 - 1)
-        # The outer mean is over the zeroed curve of the run's own threshold. With thresholds
-        # >= 0 that curve is the curve on that threshold's runs and 0 elsewhere, so
-        # Phi(t) = sum of the zeroed curve before t follows from the runs alone: G[j] sums
-        # the runs before j (groups of one class and threshold are contiguous and sums are
-        # only differenced within a group), minus the part of the previous run at or after t.
-        g_run = np.zeros(run_sum.size + 1, dtype=np.float64)
-        np.cumsum(run_sum, out=g_run[1:])
-        group = ci * n_th + ti
-        start_key = group * (n_frames + 1) + p0
+    curve = resize_linear(cas_norm[cls], n_frames)  # [k, F] float32
+    # "zero the values < theta, keep positions > 0": position t survives threshold k iff
+    # curve >= theta_k and curve > 0, i.e. iff k < level[t].
+    level = np.searchsorted(thetas, curve.astype(np.float64), side="right")
+    level[curve <= 0] = 0
+    ci, ti, p0, p1 = _run_table(level, thetas.size)
+    if p0.size == 0:
+        return []
+    inner, outer = _contrast(curve, ci, ti, p0, p1, thetas.size, params.outer_lambda)
+    score = inner - outer + params.conf_gamma * video_score[cls[ci]].astype(np.float64)
+    if official:
+        # The reference's scores are float32; rounding ours to float32 makes exact ties
+        # (plateaus in the CAS) tie here too, so NMS breaks them the same way.
+        score = score.astype(np.float32).astype(np.float64)
+    if params.time_unit == "fps":
+        t0, t1 = p0 / fps_or_duration, (p1 + 1) / fps_or_duration
+    else:
+        t0 = p0 / n_frames * fps_or_duration
+        t1 = (p1 + 1) / n_frames * fps_or_duration
+    if official:
+        # Quirk: the reference tests `positions.any()`, False both for no position and
+        # for the single position 0, so a threshold whose only surviving position is frame
+        # 0 yields nothing. That holds for threshold k iff the run starts at 0 and
+        # k >= max(level[1:]).
+        rest_max = level[:, 1:].max(axis=1) if n_frames > 1 else np.zeros(curve.shape[0], np.int64)
+        ok = ~((p0 == 0) & (ti >= rest_max[ci]))
+        ci, score, t0, t1 = ci[ok], score[ok], t0[ok], t1[ok]
+        if ci.size == 0:
+            return []
+    # Rows are grouped by class in (threshold, position) order: the order in which the
+    # reference concatenates a class's proposals before its NMS.
+    out = []
+    for grp in np.split(np.arange(ci.size), np.flatnonzero(np.diff(ci)) + 1):
+        keep = grp[_nms_indices(score[grp], t0[grp], t1[grp], params.nms_threshold, official)]
+        det = np.empty((keep.size, 4), dtype=np.float64)
+        det[:, 0] = cls[ci[keep[0]]]
+        det[:, 1], det[:, 2], det[:, 3] = t0[keep], t1[keep], score[keep]
+        out.append(det)
+    return out
 
-        def phi(t: np.ndarray) -> np.ndarray:
-            j = np.searchsorted(start_key, group * (n_frames + 1) + t, side="left")
-            prev = np.maximum(j - 1, 0)
-            same = (j > 0) & (group[prev] == group)
-            end = p1[prev] + 1
-            excess = csum[ci, end] - csum[ci, np.minimum(t, end)]
-            return g_run[j] - np.where(same, excess, 0.0)
 
-        r = np.arange(p0.size)
-        total = (g_run[r] - phi(lo)) + (phi(hi) - g_run[r + 1])
-        outer = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
-        score = inner - outer + params.conf_gamma * video_score[cls[ci]].astype(np.float64)
-        if official:
-            # The reference's scores are float32; rounding ours to float32 makes exact ties
-            # (plateaus in the CAS) tie here too, so NMS breaks them the same way.
-            score = score.astype(np.float32).astype(np.float64)
-        if params.time_unit == "fps":
-            t0 = p0 / fps_or_duration
-            t1 = (p1 + 1) / fps_or_duration
-        else:
-            t0 = p0 / n_frames * fps_or_duration
-            t1 = (p1 + 1) / n_frames * fps_or_duration
-        if official:
-            # Quirk: the reference tests `positions.any()`, False both for no position and
-            # for the single position 0, so a threshold whose only surviving position is frame
-            # 0 yields nothing. That holds for threshold k iff the run starts at 0 and
-            # k >= max(level[1:]).
-            rest_max = level[:, 1:].max(axis=1) if n_frames > 1 else np.zeros(curve.shape[0], np.int64)
-            ok = ~((p0 == 0) & (ti >= rest_max[ci]))
-            ci, score, t0, t1 = ci[ok], score[ok], t0[ok], t1[ok]
-            if ci.size == 0:
-                continue
-        # Rows are grouped by class in (threshold, position) order: the order in which the
-        # reference concatenates a class's proposals before its NMS.
-        bounds = np.flatnonzero(np.diff(ci)) + 1
-        for grp in np.split(np.arange(ci.size), bounds):
-            keep = grp[_nms_indices(score[grp], t0[grp], t1[grp], params.nms_threshold, official)]
-            det = np.empty((keep.size, 4), dtype=np.float64)
-            det[:, 0] = cls[ci[keep[0]]]
-            det[:, 1] = t0[keep]
-            det[:, 2] = t1[keep]
-            det[:, 3] = score[keep]
-            out.append(det)
-    if not out:
-        return np.zeros((0, 4), dtype=np.float64)
-    return np.concatenate(out, axis=0)
+def _contrast(curve: np.ndarray, ci: np.ndarray, ti: np.ndarray, p0: np.ndarray,
+              p1: np.ndarray, n_th: int, lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """(inner mean, outer mean) of every run, from cumulative sums (no loop over runs)."""
+    n_frames = curve.shape[1]
+    csum = np.zeros((curve.shape[0], n_frames + 1), dtype=np.float64)
+    np.cumsum(curve, axis=-1, dtype=np.float64, out=csum[:, 1:])
+    # Inner mean: on a run every value is >= theta, so the zeroed curve equals the curve.
+    run_sum = csum[ci, p1 + 1] - csum[ci, p0]
+    length = (p1 - p0 + 1).astype(np.float64)
+    inner = run_sum / length
+    # Outer region [max(0, int(p0 - lam n)), p0) U (p1, min(F, int(p1 + lam n))); int()
+    # truncates toward zero, and lam * n is formed first, as in the reference.
+    reach = lam * length
+    lo = np.maximum(0, np.trunc(p0 - reach)).astype(np.int64)
+    hi = np.minimum(n_frames, np.trunc(p1 + reach)).astype(np.int64)
+    hi = np.maximum(hi, p1 + 1)  # right side empty when int(p1 + lam n) <= p1 + 1
+    count = (p0 - lo) + (hi - p1 - 1)
+    # The outer mean is over the zeroed curve of the run's own threshold. With thresholds
+    # >= 0 that curve is the curve on that threshold's runs and 0 elsewhere, so
+    # Phi(t) = sum of the zeroed curve before t follows from the runs alone: G[j] sums
+    # the runs before j (groups of one class and threshold are contiguous and sums are
+    # only differenced within a group), minus the part of the previous run at or after t.
+    g_run = np.zeros(run_sum.size + 1, dtype=np.float64)
+    np.cumsum(run_sum, out=g_run[1:])
+    group = ci * n_th + ti
+    start_key = group * (n_frames + 1) + p0
+
+    def phi(t: np.ndarray) -> np.ndarray:
+        j = np.searchsorted(start_key, group * (n_frames + 1) + t, side="left")
+        prev = np.maximum(j - 1, 0)
+        same = (j > 0) & (group[prev] == group)
+        end = p1[prev] + 1
+        excess = csum[ci, end] - csum[ci, np.minimum(t, end)]
+        return g_run[j] - np.where(same, excess, 0.0)
+
+    r = np.arange(p0.size)
+    total = (g_run[r] - phi(lo)) + (phi(hi) - g_run[r + 1])
+    outer = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+    return inner, outer
 
 
 def _check_video(cas: Any, video_score: Any) -> tuple[np.ndarray, np.ndarray]:
