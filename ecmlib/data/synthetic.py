@@ -718,6 +718,11 @@ def _render(spec: SyntheticSpec, world: _World, ev: VideoEvents, seed: int) -> n
     Products use ``np.einsum`` rather than BLAS on purpose: the matrices are small, a
     threaded BLAS spends most of its time synchronising on a busy machine, and einsum's
     fixed summation order keeps the output bit-identical whatever the thread settings.
+
+    Long on purpose: one pass that draws the layers of a video in order (shots, context,
+    actions, distractors, noise, observation), each reading the same timeline arrays and
+    the same random stream; split up, the pieces would pass a dozen arrays and the draw
+    order (which the pinned feature hash depends on) would be spread over functions.
     """
     T, d = spec.num_snippets, spec.latent_dim
     dt = ev.duration / T

@@ -336,21 +336,9 @@ def run_workbook(notebooks_dir: str | Path | None = None, out: str | Path | None
     ``make figures``), and ``figures_dir`` names any other folder.
     """
     notebooks_dir = Path(notebooks_dir) if notebooks_dir else default_notebooks_dir()
-    notebooks = find_notebooks(notebooks_dir, only)
-    if not notebooks:
-        raise FileNotFoundError(f"{notebooks_dir}: no NN_name.ipynb notebooks to run")
-    if jobs < 1:
-        raise ValueError(f"jobs must be >= 1, got {jobs}")
     # Check every notebook before creating anything, so a bad call leaves no folder behind.
-    declared_by_nb = {nb: notebook_parameters(nb) for nb in notebooks}
-    if quick:
-        lacking = [nb.name for nb, d in declared_by_nb.items() if "quick" not in d]
-        if lacking:
-            raise ValueError(f"--quick given but these notebooks have no 'quick' parameter: "
-                             f"{', '.join(lacking)}")
-    if update_figures and (quick or figures_dir):
-        raise ValueError("--update-figures refreshes figures/ from a full run: it does not "
-                         "go with --quick or --figures-dir")
+    declared_by_nb = _checked_notebooks(notebooks_dir, only, quick, jobs,
+                                        update_figures and (quick or bool(figures_dir)))
     out_path = _out_dir(out, "")
     # A run's figures stay beside the run: the checkout changes only when asked to.
     if figures_dir:
@@ -404,6 +392,26 @@ def run_workbook(notebooks_dir: str | Path | None = None, out: str | Path | None
     atomic_write_json(out_path / "summary.json", summary)
     summary["out_dir"] = str(out_path)
     return summary
+
+
+def _checked_notebooks(notebooks_dir: Path, only: Sequence[str] | None, quick: bool,
+                       jobs: int, figures_clash: bool) -> dict[Path, dict[str, Any]]:
+    """{notebook: its declared parameters}, after every check of a workbook call."""
+    notebooks = find_notebooks(notebooks_dir, only)
+    if not notebooks:
+        raise FileNotFoundError(f"{notebooks_dir}: no NN_name.ipynb notebooks to run")
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    declared_by_nb = {nb: notebook_parameters(nb) for nb in notebooks}
+    if quick:
+        lacking = [nb.name for nb, d in declared_by_nb.items() if "quick" not in d]
+        if lacking:
+            raise ValueError(f"--quick given but these notebooks have no 'quick' parameter: "
+                             f"{', '.join(lacking)}")
+    if figures_clash:
+        raise ValueError("--update-figures refreshes figures/ from a full run: it does not "
+                         "go with --quick or --figures-dir")
+    return declared_by_nb
 
 
 def _workbook_jobs(declared_by_nb: Mapping[Path, Mapping[str, Any]], out_path: Path,

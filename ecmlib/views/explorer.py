@@ -770,7 +770,8 @@ def plot_video_comparison(cas_a: np.ndarray, cas_b: np.ndarray,
     (rows [N, 4] class, start, end, score; those of ``class_index``, the ``max_detections``
     best, labelled with their score): filled in the model's colour when the box overlaps a
     ground-truth segment with tIoU >= 0.5, hatched otherwise. The band's y tick names the
-    model; the title gives both ``aps`` (AP@0.5 of the class in this video).
+    model; the title gives both ``aps`` (AP@0.5 of the class in this video). Long because
+    it is one figure's drawing code, step by step on one ``Axes``; nothing in it computes.
     """
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch, Rectangle
@@ -887,6 +888,9 @@ def make_pair_explorer(pair: ModelPair, cfg: ExperimentConfig | None = None,
     video. It starts at ``video`` (default: the top row, where model a gains most); a video
     opens on :meth:`ModelPair.class_to_show`. Each redraw draws
     :func:`plot_video_comparison` and prints :func:`pair_marker_line`.
+
+    Long because it is widget wiring: the widgets, their callbacks and the layout share
+    the closure's state; the computations it calls are the module's functions.
     """
     import ipywidgets as w
     import matplotlib.pyplot as plt
