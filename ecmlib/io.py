@@ -1,4 +1,5 @@
-"""Safe file writing: everything is written to a temporary file and renamed into place.
+"""Files: safe writing (everything is written to a temporary file and renamed into place),
+reading JSON with errors that name the file, and where the checkout is.
 
 A crash or a full disk while saving never leaves a half-written checkpoint or result where
 a good one stood, and a run directory that already holds results is never reused unless

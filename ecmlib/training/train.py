@@ -1,6 +1,7 @@
-"""Training and evaluation: the authors' ``train.py`` / ``eval.py`` protocol as functions.
+"""The training run: the authors' ``train.py`` / ``eval.py`` protocol as functions.
 
-``train(cfg)`` runs Adam over the training split with every feature tensor loaded once and
+``train_epoch`` is one epoch (shuffle, then per batch: forward, ``compute_losses``,
+backward, step); ``train(cfg)`` loops it. It runs Adam over the training split with every feature tensor loaded once and
 kept on the device, evaluates every ``eval.eval_every`` epochs (localisation + detection
 mAP), keeps the best checkpoint by the dataset's metric (THUMOS14 mAP@0.5, ActivityNet
 average mAP 0.5:0.95) and records a per-epoch history. A run directory holds::
