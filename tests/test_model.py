@@ -242,3 +242,21 @@ def test_aggregation_path_follows_model_size() -> None:
     # path they were trained with
     assert not ECMNet(ModelConfig(feat_dim=256, hidden_dim=128, num_classes=20)).aggregate_taps
     assert not ECMNet(ModelConfig(feat_dim=256, hidden_dim=128, num_classes=100)).aggregate_taps
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("p", [0.5, 0.3, 0.9])
+def test_dropout_is_torchs_dropout_bit_for_bit(dtype, p) -> None:
+    from ecmlib.method.model import Dropout
+    x = torch.randn(4, 16, 33).to(dtype).requires_grad_()
+    torch.manual_seed(7)
+    ref = torch.nn.functional.dropout(x, p, training=True)
+    ref.float().pow(2).sum().backward()
+    ref_grad, ref_next = x.grad.clone(), torch.rand(4)
+    x.grad = None
+    torch.manual_seed(7)
+    got = Dropout(p).train()(x)
+    got.float().pow(2).sum().backward()
+    assert torch.equal(got, ref) and torch.equal(x.grad, ref_grad)
+    assert torch.equal(torch.rand(4), ref_next)           # the random stream goes on alike
+    assert torch.equal(Dropout(p).eval()(x), x)

@@ -66,7 +66,7 @@ def record_main(argv: list[str] | None = None) -> int:
     import argparse
     parser = argparse.ArgumentParser(
         prog="python -m ecmlib record",
-        description="Train the runs of record (notebooks 03, 04, 07) at the paper protocol, "
+        description="Train the runs of record (notebooks 03, 04, 07, 08) at the paper protocol, "
                     "resumably, then collect them into data/results/<study>.csv.")
     parser.add_argument("--study", nargs="+", default=["03", "04", "07"],
                         choices=["03", "04", "07", "07b", "07c", "08", "09"])
