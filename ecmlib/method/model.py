@@ -380,9 +380,10 @@ class ECMNet(nn.Module):
         """Run the streams.
 
         x: [B, D, T] features. With ``labels`` ([B, C] multi-hot) the training outputs are
-        returned: ``pre_scores``, ``post_scores`` and ``score_agg`` (when ``background``);
-        without, the inference outputs ``score`` (softmax of s_pre) and ``cas``. Both
-        include ``cas`` and ``aggregation_weights``.
+        returned: ``cas``, ``pre_scores``, and unless the model trains the pre stream
+        alone, ``aggregation_weights``, ``post_scores`` and, with ``background``,
+        ``background_scores`` and ``score_agg``; without labels, the inference outputs
+        ``score`` (softmax of s_pre) and ``cas``.
         """
         if x.dim() != 3 or x.shape[1] != self.cfg.feat_dim:
             raise ValueError(f"features must be [B, {self.cfg.feat_dim}, T], got {tuple(x.shape)}")

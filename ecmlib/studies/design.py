@@ -20,7 +20,9 @@ machine kind and torch version.
 
 Cells run in the order of :func:`plan`: seed by seed across the settings of a study, so
 that an interrupted grid still holds complete pairs. A cell shared by two studies (full
-ECM appears in 03, 04, 07 and 08) is trained once.
+ECM appears in 03, 04, 07 and 08) is trained once per ``record`` call; a study trained in
+another session on another CPU re-trains it (study 08 did: its ECM rows are its own, so
+the pairs it compares were trained side by side).
 """
 
 from __future__ import annotations
