@@ -20,7 +20,7 @@ FOUND = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
 EXPECTED = [
     "01_data_exploration", "02_train_ecm", "03_ablation_equivalent_loss",
     "04_ablation_weight_transition", "05_detection_explorer", "06_evaluate_checkpoint",
-    "07_when_does_ecm_help",
+    "07_when_does_ecm_help", "08_building_on_ecm",
 ]
 NAME = re.compile(r"^(\d\d)_[a-z0-9]+(?:_[a-z0-9]+)*\.ipynb$")
 by_name = pytest.mark.parametrize("path", FOUND, ids=[p.name for p in FOUND])
