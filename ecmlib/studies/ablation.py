@@ -146,7 +146,8 @@ def consistency_of(cas: np.ndarray, weights: np.ndarray, labels: np.ndarray,
 
 def consistency_examples(model: ECMNet, features: np.ndarray, labels: np.ndarray, video: int
                          ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """{label class: (CAS [T], weights [T])} of one video, for plots.plot_cas_vs_weights."""
+    """{label class: (CAS [T], weights [T])} of one video (notebook 04 draws them with
+    ``plots.plot_cas_vs_weights``)."""
     got = _cas_and_weights(model, features[video:video + 1], labels[video:video + 1])
     if got is None:
         return {}

@@ -47,7 +47,6 @@ __all__ = [
     "plot_training_vs_official",
     "plot_setting_curves",
     "plot_cas_vs_weights",
-    "plot_consistency_examples",
 ]
 
 #: How the authors' curves are labelled wherever they are drawn (they are not our numbers).
@@ -546,23 +545,6 @@ def plot_cas_vs_weights(cas: np.ndarray, weights: np.ndarray, ax: Axes | None = 
     ax.set_xlabel("time (s)" if duration else "snippet")
     ax.legend(fontsize="x-small", loc="upper right")
     return ax
-
-
-def plot_consistency_examples(examples: Mapping[str, tuple[np.ndarray, np.ndarray]],
-                              duration: float | None = None,
-                              gt_segments: Sequence[tuple[float, float]] = ()) -> Figure:
-    """One row per setting (``{name: (cas [T], weights [T])}``) of :func:`plot_cas_vs_weights`."""
-    if not examples:
-        raise ValueError("no examples to plot")
-    fig, axes = _subplots(len(examples), 1, (8.0, 2.2 * len(examples)), sharex=True)
-    for i, (ax, (name, (cas, w))) in enumerate(zip(axes[:, 0], examples.items())):
-        plot_cas_vs_weights(cas, w, ax, duration, gt_segments, title=name)
-        if i:  # one legend is enough for rows that all draw the same things
-            ax.get_legend().remove()
-        if ax is not axes[-1, 0]:
-            ax.set_xlabel("")
-    fig.tight_layout()
-    return fig
 
 
 # ------------------------------------------------------------------ results of record
