@@ -6,10 +6,11 @@ the same inputs; the script checks that they agree (same count and order, times 
 scores to 1e-5), prints both times, the speed-up and PASS/FAIL against the target
 (ours <= 1.5 s for the full set).
 
-The baseline is a straightforward transcription of the spec with the reference's per-class,
-per-threshold and per-run loops and its float32 score arithmetic; it reuses ecmlib's
-``minmax_normalize`` and ``resize_linear`` (the reference calls ``cv2.resize``, a C routine),
-so the speed-up measures the thresholding, run, score and NMS stages.
+The baseline is ``ecmlib.method.reference.localize_steps``: the spec written with per-class,
+per-threshold and per-run loops (the plain version the tests hold the vectorised one to);
+it reuses ecmlib's ``minmax_normalize`` and ``resize_linear`` (the authors call
+``cv2.resize``, a C routine), so the speed-up measures the thresholding, run, score and
+NMS stages.
 
 Usage: python benchmarks/bench_localize.py [--quick] [--videos N] [--seed S]
 """
@@ -25,7 +26,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-from ecmlib.method.localize import LocalizeParams, localize_batch, minmax_normalize, resize_linear  # noqa: E402
+from ecmlib.method.localize import LocalizeParams, localize_batch  # noqa: E402
+from ecmlib.method.reference import localize_steps  # noqa: E402
 
 TARGET_S = 1.5
 N_VIDEOS = 210
@@ -57,60 +59,6 @@ def make_data(n_videos: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndar
     frame_nums = rng.integers(3000, 8001, n_videos)
     fps = np.full(n_videos, 30.0)
     return cas.astype(np.float32), scores.astype(np.float32), frame_nums, fps
-
-
-# --------------------------------------------------------------------------- slow baseline
-
-
-def _baseline_nms(props: list[list[float]], thresh: float) -> list[list[float]]:
-    """Greedy NMS on [score, start, end] lists with the official "+1" overlap."""
-    arr = np.array(props)
-    scores, x1, x2 = arr[:, 0], arr[:, 1], arr[:, 2]
-    areas = x2 - x1 + 1
-    order = scores.argsort()[::-1]
-    keep = []
-    while order.size > 0:
-        i = order[0]
-        keep.append(props[i])
-        xx1 = np.maximum(x1[i], x1[order[1:]])
-        xx2 = np.minimum(x2[i], x2[order[1:]])
-        inter = np.maximum(0.0, xx2 - xx1 + 1)
-        iou = inter / (areas[i] + areas[order[1:]] - inter)
-        order = order[np.where(iou < thresh)[0] + 1]
-    return keep
-
-
-def baseline_video(cas: np.ndarray, score: np.ndarray, frame_num: int, fps: float, p: LocalizeParams) -> np.ndarray:
-    """Spec-faithful loop implementation (official mode, time unit fps), per class and threshold."""
-    norm = minmax_normalize(cas)
-    classes = [c for c in range(cas.shape[0]) if score[c] >= np.float32(p.cls_score_th)]
-    if not classes:
-        return np.zeros((0, 4))
-    curves = {c: resize_linear(norm[c], frame_num) for c in classes}  # cv2.resize in the reference
-    per_class: dict[int, list[list[float]]] = {}
-    for theta in p.thresholds:
-        for c in classes:
-            z = curves[c].copy()
-            z[z < theta] = 0  # float32 curve vs np.float64 threshold: compared in float64
-            pos = np.where(z > 0)[0]
-            if not pos.any():  # none, or only position 0
-                continue
-            runs = np.split(pos, np.where(np.diff(pos) != 1)[0] + 1)
-            for run in runs:
-                n = len(run)
-                p0, p1 = int(run[0]), int(run[-1])
-                inner = np.mean(z[run])
-                lo = max(0, int(p0 - p.outer_lambda * n))
-                hi = min(frame_num, int(p1 + p.outer_lambda * n))
-                outer_idx = list(range(lo, p0)) + list(range(p1 + 1, hi))
-                outer = np.mean(z[outer_idx]) if outer_idx else 0.0
-                s = inner - outer + p.conf_gamma * score[c]  # float32, as the reference's
-                per_class.setdefault(c, []).append([s, p0 / fps, (p1 + 1) / fps])
-    rows = []
-    for c in per_class:
-        for s, t0, t1 in _baseline_nms(per_class[c], p.nms_threshold):
-            rows.append([c, t0, t1, s])
-    return np.array(rows).reshape(-1, 4)
 
 
 # --------------------------------------------------------------------------- main
@@ -147,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     t_ours = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    ref = [baseline_video(cas[i], scores[i], int(frame_nums[i]), float(fps[i]), params) for i in range(n)]
+    ref = [localize_steps(cas[i], scores[i], int(frame_nums[i]), float(fps[i]), params).detections
+           for i in range(n)]
     t_ref = time.perf_counter() - t0
 
     ok, bad, t_err, s_err = compare(ours, ref)

@@ -11,7 +11,8 @@ the layers below it; ``tests/test_imports.py`` checks it):
 - ``ecmlib.studies``: the ablation settings, the studies of record, grids, the workbook;
 - ``ecmlib.views``: figures and the interactive explorer;
 - ``ecmlib.cli`` / ``ecmlib.parity``: the command line and the parity check, on top;
-- ``ecmlib.datasets``, ``ecmlib.io``, ``ecmlib.errors``: facts and helpers every layer shares.
+- ``ecmlib.datasets``, ``ecmlib.env``, ``ecmlib.io``, ``ecmlib.errors``: facts and helpers every
+  layer shares.
 """
 
 __version__ = "0.1.0"

@@ -63,5 +63,8 @@ def test_save_load_roundtrip(tmp_path: Path) -> None:
     back = ExperimentConfig.load(tmp_path / "config.json")
     assert back == cfg
     (tmp_path / "broken.json").write_text("{")
-    with pytest.raises(ValueError, match="broken.json: cannot read config"):
+    with pytest.raises(ValueError, match="broken.json: not valid JSON"):
         ExperimentConfig.load(tmp_path / "broken.json")
+    (tmp_path / "latin1.json").write_bytes(b'{"name": "caf\xe9"}')
+    with pytest.raises(ValueError, match="latin1.json: not UTF-8 text"):
+        ExperimentConfig.load(tmp_path / "latin1.json")

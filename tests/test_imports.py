@@ -16,10 +16,10 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ecmlib"
 
-BASE = {"ecmlib", "ecmlib.errors", "ecmlib.io", "ecmlib.datasets"}
+BASE = {"ecmlib", "ecmlib.errors", "ecmlib.io", "ecmlib.datasets", "ecmlib.env"}
 #: package (or top-level module) -> what it may import besides itself
 ALLOWED: dict[str, set[str]] = {
-    "ecmlib": set(), "ecmlib.errors": set(), "ecmlib.io": set(), "ecmlib.datasets": set(),
+    "ecmlib": set(), "ecmlib.errors": set(), "ecmlib.io": set(), "ecmlib.datasets": set(), "ecmlib.env": set(),
     "ecmlib.method": BASE,
     "ecmlib.data": BASE,
     "ecmlib.training": BASE | {"ecmlib.method", "ecmlib.data"},

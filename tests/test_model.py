@@ -260,3 +260,14 @@ def test_dropout_is_torchs_dropout_bit_for_bit(dtype, p) -> None:
     assert torch.equal(got, ref) and torch.equal(x.grad, ref_grad)
     assert torch.equal(torch.rand(4), ref_next)           # the random stream goes on alike
     assert torch.equal(Dropout(p).eval()(x), x)
+
+
+def test_dropout_corner_cases_are_torchs() -> None:
+    from ecmlib.method.model import Dropout
+    x = torch.randn(4, 6, 5)
+    assert torch.equal(Dropout(1.0).train()(x), torch.zeros_like(x))
+    strided = x.transpose(1, 2)                           # not contiguous: torch's own draw
+    torch.manual_seed(3)
+    ref = torch.nn.functional.dropout(strided, 0.5, training=True)
+    torch.manual_seed(3)
+    assert torch.equal(Dropout(0.5).train()(strided), ref)

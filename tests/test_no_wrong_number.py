@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -219,7 +220,7 @@ def _killed_run(tmp_path: Path, kill_at: str, *sets: str) -> tuple[list[str], Pa
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ECMLIB_TENSORBOARD": "0",
            "ECMLIB_TEST_KILL_AT": kill_at}
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, timeout=300)
-    assert proc.returncode != 0  # killed
+    assert proc.returncode == -signal.SIGKILL, proc.stderr  # killed where asked, not crashed
     return cmd, run
 
 

@@ -171,6 +171,11 @@ def test_loss_curves_one_line_per_trained_term():
     assert [ln.get_label() for ln in ax.lines] == [
         "1 x L_pre", "1 x L_post", "5 x L_agg", "total"]
     np.testing.assert_allclose(ax.lines[2].get_ydata(), 5 * _history()["loss_agg"])
+    # a variant's term is drawn after ECM's, weighted as it enters the total
+    h = _history().assign(loss_weight_sparsity=lambda d: 100.0 / d["epoch"])
+    ax = P.plot_loss_curves(h, weights={"loss_weight_sparsity": 1e-4})
+    assert ax.lines[4].get_label() == "0.0001 x weight_sparsity"
+    np.testing.assert_allclose(ax.lines[4].get_ydata(), 1e-4 * h["loss_weight_sparsity"])
 
 
 def test_map_curves_skip_unevaluated_epochs():

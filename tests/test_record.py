@@ -485,3 +485,20 @@ def test_cell_config_is_what_the_command_line_builds():
         for cell in study.cells:
             built = _config_from_args(build_parser().parse_args(cell.argv()))
             assert collect.cell_config(cell).to_dict() == built.to_dict(), cell.cell_id
+
+
+def test_a_shared_cell_is_recorded_only_where_every_study_holds_its_row(tmp_path, capsys):
+    # ECM's cells are in 03 and 08 with the same commands; 08's file is missing: its ECM
+    # runs must be trained for 08, not borrowed from 03's rows.
+    import shutil
+    results = tmp_path / "results"
+    shutil.copytree(REPO / "data" / "results", results)
+    for f in results.glob("08_weight_sparsity*"):
+        f.unlink()
+    assert record.record_main(["--study", "03", "08", "--results", str(results),
+                               "--root", str(tmp_path / "runs"), "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    todo = [ln for ln in lines if ln.startswith("todo")]
+    assert len(todo) == 10, todo                      # 5 ECM + 5 variant
+    assert sum("loss.terms" not in ln for ln in todo) == 5
+    assert len(lines) == 55 and sum(ln.startswith("recorded") for ln in lines) == 45

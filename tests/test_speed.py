@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from ecmlib.studies import collect, design
+from ecmlib.env import FAST_ENV
 from ecmlib.training import speed
 from ecmlib.training.checkpoint import config_differences
 from ecmlib.training.setup import make_config
@@ -103,11 +104,11 @@ def test_record_fast_gives_fast_studies_of_their_own(capsys):
 
 
 def test_fast_env_turns_fast_mode_on_and_overrides_still_win(monkeypatch):
-    monkeypatch.setenv(speed.FAST_ENV, "1")
+    monkeypatch.setenv(FAST_ENV, "1")
     assert make_config("THUMOS14", synthetic="tiny").train.fast is True
     assert make_config("THUMOS14", synthetic="tiny",
                        overrides=["train.fast=false"]).train.fast is False
-    monkeypatch.delenv(speed.FAST_ENV)
+    monkeypatch.delenv(FAST_ENV)
     assert make_config("THUMOS14", synthetic="tiny").train.fast is False
 
 
@@ -115,13 +116,13 @@ def test_sweep_fast_is_recorded_and_part_of_the_grid(tmp_path, monkeypatch, caps
     import os
     from pathlib import Path
     from ecmlib.cli import main
-    monkeypatch.delenv(speed.FAST_ENV, raising=False)
+    monkeypatch.delenv(FAST_ENV, raising=False)
     nb = Path(__file__).parent / "fixtures" / "notebooks" / "01_alpha.ipynb"
     out = tmp_path / "sweep"
     rc = main(["sweep", str(nb), "-p", "seed", "0", "--fast", "--out", str(out), "--jobs", "1"])
     assert rc == 0, capsys.readouterr().err
     assert json.loads((out / "sweep.json").read_text())["fast"] is True
-    os.environ.pop(speed.FAST_ENV, None)
+    os.environ.pop(FAST_ENV, None)
     # The same folder without --fast is another grid: refused, not resumed.
     rc = main(["sweep", str(nb), "-p", "seed", "0", "--out", str(out), "--jobs", "1"])
     assert rc == 2 and "different grid" in capsys.readouterr().err

@@ -82,7 +82,10 @@ def test_weight_sparsity_needs_the_post_streams_weights():
 # -- parse_terms -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("text, message", [
-    ("sparsity=1e-4", "unknown term 'sparsity'; registered: weight_sparsity"),
+    ("weight_sparsity=1e-4,weight_sparsity=2e-4", "weight_sparsity is given twice"),
+    ("pre=1", "loss term name 'pre' is taken: loss_pre is ECM's own column"),
+    ("total=1", "loss term name 'total' is taken"),
+    ("two words=1", "loss term name 'two words' must be an identifier"),
     ("weight_sparsity", "'weight_sparsity' must look like name=weight"),
     ("weight_sparsity=1e-4,weight_sparsity", "must look like name=weight"),
     ("weight_sparsity=lots", "weight 'lots' of weight_sparsity is not a number"),
@@ -99,6 +102,19 @@ def test_parse_terms_refuses_bad_text_naming_the_problem(text, message):
         losses.LossConfig(terms=text)
 
 
+def test_one_spelling_per_value_and_unknown_names_refused_before_a_run(tmp_path):
+    assert losses.LossConfig(terms=" weight_sparsity = 1e-4 ").terms == "weight_sparsity=0.0001"
+    assert (losses.LossConfig(terms="weight_sparsity=0.0001")
+            == losses.LossConfig(terms="weight_sparsity=1e-4"))
+    from ecmlib.training.setup import make_config
+    from ecmlib.training.train import train
+    cfg = make_config("THUMOS14", synthetic="tiny", epochs=1,
+                      overrides=["loss.terms=not_registered=1"])
+    with pytest.raises(ValueError, match="unknown term.*'not_registered'"):
+        train(cfg, out_dir=tmp_path / "run", log=None)
+    assert not (tmp_path / "run").exists()               # nothing was written
+
+
 def test_parse_terms_reads_good_text():
     assert losses.parse_terms("") == {}
     assert losses.parse_terms(" weight_sparsity = 1e-4 , ") == {"weight_sparsity": 1e-4}
@@ -113,8 +129,13 @@ def test_a_registered_term_reaches_the_history_and_the_total(extra_terms):
     def cas_smoothness(out, labels):
         return (out["cas"][..., 1:] - out["cas"][..., :-1]).pow(2).mean()
 
-    with pytest.raises(ValueError, match="unknown term 'cas_smoothness'"):
-        losses.LossConfig(terms="cas_smoothness=0.5")
+    # A config may name a term this process does not know (it reads a saved run); computing
+    # the losses refuses it, naming the terms that are known.
+    unknown = losses.LossConfig(terms="cas_smoothness=0.5")
+    with pytest.raises(ValueError, match="unknown term.*'cas_smoothness'; registered: weight_sp"):
+        losses.compute_losses(_small_model()(*_batch()), _batch()[1], unknown)
+    with pytest.raises(ValueError, match="is taken"):
+        losses.register_term("agg", cas_smoothness)
     losses.register_term("cas_smoothness", cas_smoothness)
     assert extra_terms["cas_smoothness"] is cas_smoothness
     x, y = _batch()

@@ -42,11 +42,22 @@ class LossConfig:
         for name in ("w_pre", "w_post", "w_eq", "w_agg"):
             if getattr(self, name) < 0:
                 raise ValueError(f"LossConfig.{name} must be >= 0, got {getattr(self, name)}")
-        self.extra_terms()    # a bad name or weight fails when the config is built
+        # Bad syntax or weights fail when the config is built; one spelling per value
+        # (1e-4 and 0.0001 are the same run). Names are checked where terms are computed,
+        # so that a saved config naming a term of another process still reads.
+        self.terms = ",".join(f"{n}={w!r}" for n, w in parse_terms(self.terms).items())
 
     def extra_terms(self) -> dict[str, float]:
-        """``terms`` read as {registered name: weight >= 0}."""
+        """``terms`` read as {name: weight >= 0}."""
         return parse_terms(self.terms)
+
+    def check_registered(self) -> None:
+        """A ValueError naming any term of ``terms`` that this process does not know."""
+        unknown = [n for n in self.extra_terms() if n not in EXTRA_TERMS]
+        if unknown:
+            raise ValueError(f"loss.terms: unknown term(s) {', '.join(map(repr, unknown))}; "
+                             f"registered: {', '.join(sorted(EXTRA_TERMS)) or 'none'} (a term "
+                             f"added with register_term exists only in its own process)")
 
 
 def normalized_labels(labels: torch.Tensor) -> torch.Tensor:
@@ -116,17 +127,27 @@ EXTRA_TERMS: dict[str, Callable[[dict[str, torch.Tensor], torch.Tensor], torch.T
 }
 
 
+#: Term names a variant may not take: their history columns are ECM's own.
+RESERVED_NAMES = ("pre", "post", "eq", "agg", "total")
+
+
+def _check_name(name: str) -> None:
+    if not name.isidentifier():
+        raise ValueError(f"loss term name {name!r} must be an identifier")
+    if name in RESERVED_NAMES:
+        raise ValueError(f"loss term name {name!r} is taken: loss_{name} is ECM's own column")
+
+
 def register_term(name: str, fn: Callable[[dict[str, torch.Tensor], torch.Tensor],
                                           torch.Tensor]) -> None:
     """Add a loss term for runs in this process (a record grid's subprocesses see only the
     terms in :data:`EXTRA_TERMS`)."""
-    if not name.isidentifier():
-        raise ValueError(f"loss term name {name!r} must be an identifier")
+    _check_name(name)
     EXTRA_TERMS[name] = fn
 
 
 def parse_terms(text: str) -> dict[str, float]:
-    """``"name=weight[,name=weight]"`` -> {name: weight}; names must be registered."""
+    """``"name=weight[,name=weight]"`` -> {name: weight}, each name once, weights >= 0."""
     out: dict[str, float] = {}
     for part in (p.strip() for p in text.split(",")):
         if not part:
@@ -135,9 +156,12 @@ def parse_terms(text: str) -> dict[str, float]:
         name = name.strip()
         if not sep:
             raise ValueError(f"loss.terms: {part!r} must look like name=weight")
-        if name not in EXTRA_TERMS:
-            raise ValueError(f"loss.terms: unknown term {name!r}; registered: "
-                             f"{', '.join(sorted(EXTRA_TERMS)) or 'none'}")
+        try:
+            _check_name(name)
+        except ValueError as err:
+            raise ValueError(f"loss.terms: {err}") from None
+        if name in out:
+            raise ValueError(f"loss.terms: {name} is given twice")
         try:
             w = float(weight)
         except ValueError:
@@ -168,7 +192,10 @@ def compute_losses(out: dict[str, torch.Tensor], labels: torch.Tensor,
         terms["loss_eq"] = loss_eq(out["pre_scores"], out["post_scores"])
     total = (cfg.w_pre * terms["loss_pre"] + cfg.w_post * terms["loss_post"]
              + cfg.w_eq * terms["loss_eq"] + cfg.w_agg * terms["loss_agg"])
-    for name, weight in cfg.extra_terms().items():
+    extra = cfg.extra_terms()
+    if extra:
+        cfg.check_registered()
+    for name, weight in extra.items():
         terms[f"loss_{name}"] = EXTRA_TERMS[name](out, labels)
         total = total + weight * terms[f"loss_{name}"]
     terms["loss_total"] = total

@@ -88,7 +88,8 @@ class Dropout(nn.Dropout):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0 or x.device.type != "cpu":
+        if (not self.training or not 0 < self.p < 1 or x.device.type != "cpu"
+                or not x.is_contiguous()):        # torch's own where the masks could differ
             return super().forward(x)
         keep = torch.rand(x.shape, dtype=torch.float64) < 1 - self.p
         return x * keep.to(x.dtype).div_(1 - self.p)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .localize import LocalizeParams, minmax_normalize, nms, resize_linear
+from .localize import LocalizeParams, minmax_normalize, resize_linear
 from .model import ECMNet
 
 # -- the network ------------------------------------------------------------------------------
@@ -63,6 +63,17 @@ def background_scores(model: ECMNet, x: torch.Tensor, a: torch.Tensor,
     return out
 
 
+def transition(model: ECMNet, h: torch.Tensor, cas: torch.Tensor) -> torch.Tensor:
+    """The aggregation weights a [B, C, T]: sigmoid of a per-snippet linear map of the CAS
+    (learned), of the trunk features (independent), or of the CAS itself (fixed)."""
+    if model.cfg.transition == "fixed":
+        return torch.sigmoid(cas)
+    conv = model.attention_module.conv_1                       # a 1x1 convolution
+    src = cas if model.cfg.transition == "learned" else h
+    return torch.sigmoid(torch.einsum("ki,bit->bkt", conv.weight[:, :, 0], src)
+                         + conv.bias[None, :, None])
+
+
 def forward(model: ECMNet, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
     """Every training output of ``ECMNet.forward(x, labels)``, computed with loops.
 
@@ -74,7 +85,7 @@ def forward(model: ECMNet, x: torch.Tensor, labels: torch.Tensor) -> dict[str, t
     cas = model.classifier_module(h)                           # [B, C, T]
     k = min(model.cfg.topk, cas.shape[-1])
     s_pre = cas.topk(k, dim=-1).values.mean(-1)                # mean of the k largest
-    a = model.aggregation_weights(h, cas)                      # [B, C, T] in (0, 1)
+    a = transition(model, h, cas)                              # [B, C, T] in (0, 1)
     s_post = post_scores(model, x, a)
     s_bg = background_scores(model, x, a, labels)
     return {"cas": cas, "pre_scores": s_pre, "aggregation_weights": a, "post_scores": s_post,
@@ -148,6 +159,26 @@ def _proposals(curve: np.ndarray, c: int, video_score: float, frame_num: int,
     return out
 
 
+def _overlap(a: Proposal, b: Proposal, official: bool) -> float:
+    """tIoU of two proposals in seconds; the authors' code adds 1 to every length."""
+    plus = 1.0 if official else 0.0
+    inter = max(0.0, min(a.end, b.end) - max(a.start, b.start) + plus)
+    union = (a.end - a.start + plus) + (b.end - b.start + plus) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _nms(props: list[Proposal], thresh: float, official: bool) -> list[Proposal]:
+    """Greedy NMS: highest score first, drop a proposal overlapping a kept one by
+    ``thresh`` or more. Ties: the authors' ``argsort()[::-1]`` (official), else input order."""
+    scores = np.array([p.score for p in props])
+    order = np.argsort(scores)[::-1] if official else np.argsort(-scores, kind="stable")
+    kept: list[Proposal] = []
+    for i in order:
+        if all(_overlap(props[i], k, official) < thresh for k in kept):
+            kept.append(props[i])
+    return kept
+
+
 def localize_steps(cas: np.ndarray, video_score: np.ndarray, frame_num: int,
                    fps_or_duration: float, params: LocalizeParams) -> LocalizationSteps:
     """One video's localisation, step by step: normalise, keep classes, resize, threshold
@@ -165,8 +196,7 @@ def localize_steps(cas: np.ndarray, video_score: np.ndarray, frame_num: int,
         steps.proposals[c] = props
         if not props:
             continue
-        table = np.array([[p.score, p.start, p.end] for p in props], dtype=np.float64)
-        for score, start, end in nms(table, params.nms_threshold, params.mode):
-            rows.append([c, start, end, score])
+        for p in _nms(props, params.nms_threshold, params.mode == "official"):
+            rows.append([c, p.start, p.end, p.score])
     steps.detections = np.array(rows, dtype=np.float64).reshape(-1, 4)
     return steps

@@ -48,13 +48,10 @@ def check_run_is_cell(cell: Cell, run_dir: Path, cfg: Any = None) -> None:
     """Refuse to collect a run folder whose ``config.json`` is not the cell's command's
     configuration ``cfg`` (default: :func:`cell_config`; another run trained into the
     cell's folder), naming the keys."""
-    import json
+    from ..io import read_json
     from ..training.checkpoint import config_differences
     path = run_dir / "config.json"
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: cannot read the run's configuration ({err})") from None
+    saved = read_json(path)                       # a ValueError naming the file
     diff = config_differences(saved, cfg or cell_config(cell), str(path))
     if diff:
         shown = "; ".join(f"{k} is {a!r} in the run, {b!r} in the cell" for k, (a, b) in diff.items())

@@ -35,7 +35,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..training.speed import THREADS_ENV
+from ..env import THREADS_ENV
 
 __all__ = [
     "EXECUTOR_KINDS",
@@ -107,16 +107,22 @@ def _die_with_parent(threads: int, parent: int) -> None:
     the driver is already resuming.
     """
     import signal
+
+    import psutil    # imported now: a handler importing it can be re-entered mid-import
     _limit_threads(threads)
 
     def stop(_signum: int, _frame: Any) -> None:
-        import psutil
-        for child in psutil.Process().children(recursive=True):
-            try:
-                child.kill()
-            except psutil.Error:
-                pass
-        os._exit(128 + signal.SIGTERM)
+        # SIGTERM may come again while this runs (the driver's death signals twice): ignore
+        # it, and whatever fails on the way, exit.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            for child in psutil.Process().children(recursive=True):
+                try:
+                    child.kill()
+                except psutil.Error:
+                    pass
+        finally:
+            os._exit(128 + signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)
     if sys.platform.startswith("linux"):

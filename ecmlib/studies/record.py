@@ -91,13 +91,18 @@ def record_main(argv: list[str] | None = None) -> int:
     # Runs already in a results file (e.g. trained in an earlier session) are not re-run;
     # a file is checked before any of its rows is kept.
     previous: dict[str, Any] = {}
-    recorded: set[str] = set()
+    in_file: dict[str, set[str]] = {}
     for key in args.study:
         study = all_studies[key]
         path = out / study.csv_name
         if path.is_file():
             previous[key] = read_results(path, study.cells, columns_of(study))
-            recorded |= set(previous[key]["command"])
+        in_file[key] = set(previous[key]["command"]) if key in previous else set()
+    # A cell shared by several studies (ECM's) is recorded only when every selected study
+    # that holds it has its row: a study's rows are its own runs, never borrowed.
+    recorded = {c.command() for c in cells
+                if all(c.command() in in_file[k] for k in args.study
+                       if c in all_studies[k].cells)}
     if args.list:
         for c in cells:
             state = ("recorded" if c.command() in recorded

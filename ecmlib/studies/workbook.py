@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 
 from ..training import runlock
 from .executor import add_executor_args, executor_options, open_executor
-from ..training.speed import FAST_ENV
+from ..env import FAST_ENV
 from ..io import atomic_write_json, atomic_write_text, prepare_run_dir, repo_root
 
 __all__ = [

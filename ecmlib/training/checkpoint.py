@@ -13,7 +13,6 @@ the uninterrupted run bit for bit). Any other difference is refused, naming the 
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -21,7 +20,7 @@ from typing import Any, Callable
 import torch
 
 from ..data.safeload import load_checkpoint_file
-from ..io import atomic_write, atomic_write_json, atomic_write_text, write_failure
+from ..io import atomic_write, atomic_write_json, atomic_write_text, read_json, write_failure
 from ..method.model import ECMNet, ModelConfig
 from .config import SECTIONS, ExperimentConfig
 
@@ -193,10 +192,7 @@ def _check_resume(cfg: ExperimentConfig, ckpt: dict[str, Any], resume: Path,
     source: Path = resume.parent / "config.json"
     saved: dict[str, Any] | None = None
     if source.is_file():
-        try:
-            saved = json.loads(source.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"{source}: cannot read the run's configuration ({err})") from None
+        saved = read_json(source)             # a ValueError naming the file
         if isinstance(ckpt.get("ecmlib_config"), dict):
             _check_same_run(ckpt["ecmlib_config"], saved, resume, source)
     elif isinstance(ckpt.get("ecmlib_config"), dict):

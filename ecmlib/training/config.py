@@ -143,11 +143,8 @@ class ExperimentConfig:
     @classmethod
     def load(cls, path: str | Path) -> ExperimentConfig:
         """Read a config written by ``save``."""
-        try:
-            d = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"{path}: cannot read config ({err})") from None
-        return cls.from_dict(d)
+        from ..io import read_json
+        return cls.from_dict(read_json(path))     # a ValueError naming the file
 
     # -- overrides --------------------------------------------------------------------
     def keys(self) -> list[str]:

@@ -17,7 +17,7 @@ import torch
 
 from ..data.features import FeatureSet, load_annotations
 from ..method.evaluation import GroundTruth, ground_truth_from_dict
-from . import speed
+from ..env import FAST_ENV
 from .config import ExperimentConfig, preset
 
 # The synthetic benchmark each dataset falls back to when no real features are given, and
@@ -88,7 +88,7 @@ def make_config(dataset: str = "THUMOS14", synthetic: str | None = None,
         cfg = cfg.with_overrides(base)
     if epochs is not None:
         cfg = cfg.with_overrides({"train.epochs": epochs})
-    if os.environ.get(speed.FAST_ENV) == "1":  # a grid run with --fast (sweep --fast)
+    if os.environ.get(FAST_ENV) == "1":  # a grid run with --fast (sweep --fast)
         cfg = cfg.with_overrides({"train.fast": True})
     if overrides:
         cfg = cfg.with_overrides(overrides)

@@ -25,11 +25,9 @@ from typing import Any
 
 import torch
 
+from ..env import THREADS_ENV
+
 CPUINFO = Path("/proc/cpuinfo")
-#: Set to 1 by ``sweep --fast``: every config ``make_config`` builds is in fast mode.
-FAST_ENV = "ECMLIB_FAST"
-#: The torch threads of one grid cell, set by the grid executor for its workers.
-THREADS_ENV = "ECMLIB_RUN_THREADS"
 
 
 def cpu_bf16(cpuinfo: Path = CPUINFO) -> str | None:

@@ -164,6 +164,7 @@ def _train(cfg: ExperimentConfig, data: tuple[FeatureSet, FeatureSet] | None = N
     The configuration must be the run's (see ``checkpoint.RESUME_MAY_EXTEND`` / ``_MOVE``).
     """
     t_start = time.perf_counter()
+    cfg.loss.check_registered()          # before anything is read or written
     say = log or (lambda _msg: None)
     warn = log or (lambda msg: warnings.warn(msg, RuntimeWarning, stacklevel=3))
     opened = open_resume(cfg, resume, out_dir, overwrite, say, warn)

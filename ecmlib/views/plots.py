@@ -370,14 +370,18 @@ def plot_loss_curves(history: pd.DataFrame, ax: Axes | None = None,
                      weights: Mapping[str, float] | None = None) -> Axes:
     """Training loss per epoch, one line per term that was trained, plus the total.
 
-    Terms that are identically zero (a stream switched off) are left out. With ``weights``
+    ECM's four terms, then a variant's extra terms (``loss_<name>`` columns); terms that
+    are identically zero (a stream switched off) are left out. With ``weights``
     (``{'loss_pre': w_pre, ...}``) each term is drawn as it enters the total.
     """
     from ..method.losses import LOSS_NAMES
     _require(history, ["epoch", "loss_total"], "history")
     ax = _new_ax(ax)
     names = {"loss_pre": "L_pre", "loss_post": "L_post", "loss_eq": "L_eq", "loss_agg": "L_agg"}
-    for term in LOSS_NAMES:
+    extra = [c for c in history.columns if c.startswith("loss_")
+             and c not in (*LOSS_NAMES, "loss_total")]
+    names.update({c: c.removeprefix("loss_") for c in extra})
+    for term in (*LOSS_NAMES, *extra):
         if term not in history.columns or not np.any(history[term].to_numpy(dtype=float) != 0):
             continue
         w = 1.0 if weights is None else float(weights.get(term, 1.0))
@@ -496,8 +500,8 @@ def plot_setting_curves(histories: pd.DataFrame, metric: str = "mAP@0.5", ax: Ax
                         setting_key: str = "setting", scale: float = 100.0) -> Axes:
     """Per setting, ``metric`` per evaluated epoch: mean over seeds, ± std as a band.
 
-    ``histories`` holds one row per (setting, seed, epoch), e.g.
-    :func:`ecmlib.studies.ablation.collect_histories`; epochs without an evaluation are skipped.
+    ``histories`` holds one row per (setting, seed, epoch), e.g. a study's curves
+    (:func:`ecmlib.studies.collect.read_curves`); epochs without an evaluation are skipped.
     """
     _require(histories, [setting_key, "epoch", metric], "histories")
     ax = _new_ax(ax)
