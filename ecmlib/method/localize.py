@@ -196,25 +196,25 @@ def _as_float_array(x: Any, name: str) -> np.ndarray:
     return arr
 
 
-def _positive_int(x: Any, name: str) -> int:
+def _real_scalar(x: Any, name: str, what: str) -> float:
+    """A real (not bool) scalar as a float, or a ValueError saying it must be ``what``."""
     arr = np.asarray(x)
     if arr.ndim != 0 or arr.dtype == np.bool_ or not (
         np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
     ):
-        raise ValueError(f"{name} must be a positive integer scalar, got {x!r}")
-    v = float(arr)
+        raise ValueError(f"{name} must be {what}, got {x!r}")
+    return float(arr)
+
+
+def _positive_int(x: Any, name: str) -> int:
+    v = _real_scalar(x, name, "a positive integer scalar")
     if not math.isfinite(v) or v != int(v) or v <= 0:
         raise ValueError(f"{name} must be a positive integer, got {x!r}")
     return int(v)
 
 
 def _positive_float(x: Any, name: str) -> float:
-    arr = np.asarray(x)
-    if arr.ndim != 0 or arr.dtype == np.bool_ or not (
-        np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)
-    ):
-        raise ValueError(f"{name} must be a positive number, got {x!r}")
-    v = float(arr)
+    v = _real_scalar(x, name, "a positive number")
     if not math.isfinite(v) or v <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {x!r}")
     return v
