@@ -487,3 +487,17 @@ def test_negative_and_duplicate_segments_are_warned_and_kept():
     assert "fake.json: 1 ground-truth segment(s) start before time 0, e.g. v1 A [-1, 2]" in text
     assert "fake.json: 1 ground-truth segment(s) repeat an earlier segment exactly" in text
     assert gt.num_instances == 3
+
+
+def test_ground_truth_of_one_video():
+    gt = ground_truth_from_dict({"classes": ["a", "b"], "database": {
+        "v1": {"subset": "test", "annotations": [
+            {"label": "a", "segment": [1.0, 2.0]}, {"label": "b", "segment": [3.0, 5.0]}]},
+        "v2": {"subset": "test", "annotations": [{"label": "a", "segment": [0.0, 1.0]}]}}},
+        "test")
+    one = gt.of_video("v1")
+    assert one.video_names == ["v1"] and one.num_instances == 2
+    assert one.class_idx.tolist() == [0, 1] and one.start.tolist() == [1.0, 3.0]
+    assert one.video_idx.tolist() == [0, 0] and one.classes == gt.classes
+    with pytest.raises(KeyError, match="'v3' is not in"):
+        gt.of_video("v3")

@@ -95,6 +95,15 @@ class GroundTruth:
         """Number of annotated action instances."""
         return int(self.start.size)
 
+    def of_video(self, name: str) -> GroundTruth:
+        """The ground truth of one video alone (to score that video's detections)."""
+        if name not in self.video_names:
+            raise KeyError(f"video {name!r} is not in {self.describe()}")
+        rows = np.flatnonzero(self.video_idx == self.video_names.index(name))
+        return GroundTruth(self.classes, [name], np.zeros(rows.size, np.int64),
+                           self.class_idx[rows], self.start[rows], self.end[rows],
+                           self.subset, f"<{name}>", self.dataset)
+
     def describe(self) -> str:
         """One line, e.g. ``THUMOS14 test: 210 videos, 3311 instances (gt_ecm.json)``."""
         return (f"{self.dataset} {self.subset}: {self.num_videos} videos, "

@@ -293,12 +293,9 @@ class VideoAnalysis:
 
     def video_result(self, i: int, detections: np.ndarray) -> DetectionResult | None:
         """AP@0.5 of video i's detections against its own ground truth (None without any)."""
-        rows = self._gt_rows[i]
-        if rows.size == 0:
+        if self._gt_rows[i].size == 0:
             return None
-        gt = GroundTruth(self.gt.classes, [self.names[i]], np.zeros(rows.size, np.int64),
-                         self.gt.class_idx[rows], self.gt.start[rows], self.gt.end[rows],
-                         self.gt.subset, f"<{self.names[i]}>", self.gt.dataset)
+        gt = self.gt.of_video(self.names[i])
         d = np.asarray(detections, dtype=np.float64).reshape(-1, 4)
         preds = predictions_from_arrays([self.names[i]] * d.shape[0], d[:, 0].astype(np.int64),
                                         d[:, 1], d[:, 2], d[:, 3], classes=self.classes)
