@@ -719,10 +719,9 @@ def _render(spec: SyntheticSpec, world: _World, ev: VideoEvents, seed: int) -> n
     threaded BLAS spends most of its time synchronising on a busy machine, and einsum's
     fixed summation order keeps the output bit-identical whatever the thread settings.
 
-    Long on purpose: one pass that draws the layers of a video in order (shots, context,
-    actions, distractors, noise, observation), each reading the same timeline arrays and
-    the same random stream; split up, the pieces would pass a dozen arrays and the draw
-    order (which the pinned feature hash depends on) would be spread over functions.
+    The layers, in order: shots, venue visibility, action instances, context, distractors,
+    style and smooth noise, then the observation. Each random draw comes from its own
+    named stream (``_rng``), so no layer's draws depend on another's.
     """
     T, d = spec.num_snippets, spec.latent_dim
     dt = ev.duration / T
@@ -743,52 +742,14 @@ def _render(spec: SyntheticSpec, world: _World, ev: VideoEvents, seed: int) -> n
     for c, i in col.items():
         venue[i] = (shot_venue == c).mean(axis=1)
 
-    # Action instances: trapezoid envelope x sub-action phases x perturbed prototypes.
-    # Instances are short, so everything is computed on the snippets each envelope reaches:
-    # a ragged list of (instance, snippet) pairs, instance-major.
-    n_inst = len(ev.inst_class)
-    if n_inst:
-        reach = ev.inst_ramp / 2
-        t_lo = np.clip(np.floor((ev.inst_start - reach) / dt).astype(int), 0, T)
-        t_hi = np.clip(np.ceil((ev.inst_end + reach) / dt).astype(int) + 1, 0, T)
-        width = np.maximum(t_hi - t_lo, 0)
-        first = np.cumsum(width) - width                                          # pair offsets
-        inst = np.repeat(np.arange(n_inst), width)                                # [P]
-        snip = t_lo[inst] + np.arange(width.sum()) - first[inst]
-        win = tau[snip]                                                           # [P, S]
-        env = _ramp_envelope(win, ev.inst_start[inst, None], ev.inst_end[inst, None],
-                             ev.inst_ramp[inst, None])                            # [P, S]
-        length = (ev.inst_end - ev.inst_start)[inst, None]
-        phase = np.clip((win - ev.inst_start[inst, None]) / length, 0.0, 1.0)    # [P, S]
-        w = _phase_weights(phase, ev.inst_phases[inst])                           # [P, K, S]
-        coef = (w * env[:, None]).mean(axis=-1) * ev.inst_amp[inst, None]         # [P, K]
-        protos_rgb = world.sub_rgb[ev.inst_class] + ev.inst_pert_rgb                # [I, K, d]
-        protos_flow = world.sub_flow[ev.inst_class] + ev.inst_pert_flow
-        add_rgb = np.einsum("pk,pkd->pd", coef, protos_rgb[inst])                 # [P, d]
-        add_flow = spec.motion_strength * np.einsum("pk,pkd->pd", coef, protos_flow[inst])
-        env_t = env.mean(axis=-1)                                                 # [P]
-        for i in range(n_inst):
-            lo, hi, p = t_lo[i], t_lo[i] + width[i], slice(first[i], first[i] + width[i])
-            rgb[lo:hi] += add_rgb[p]
-            flow[lo:hi] += add_flow[p]
-            # The venue of a class is visible while any of its instances is.
-            row = col[int(ev.inst_class[i])]
-            np.maximum(venue[row, lo:hi], env_t[p], out=venue[row, lo:hi])
+    _add_instances(spec, world, ev, tau, dt, rgb, flow, venue, col)
     if ev.classes:
         rgb += spec.context_strength * np.einsum("ct,cd->td", venue,
                                                  world.venue_rgb[ev.classes])
         flow += (spec.context_strength * spec.flow_context_ratio
                  * np.einsum("ct,cd->td", venue, world.venue_flow[ev.classes]))
 
-    # Distractors: generic motion bursts (strong flow, weaker appearance change).
-    if len(ev.dis_prim):
-        ramp = np.minimum((ev.dis_end - ev.dis_start) / 2, 1.0)
-        denv = _ramp_envelope(tau[None], ev.dis_start[:, None, None], ev.dis_end[:, None, None],
-                              ramp[:, None, None]).mean(axis=-1)
-        denv *= ev.dis_amp[:, None]                                                   # [J, T]
-        rgb += 0.5 * spec.action_strength * np.einsum("jt,jd->td", denv,
-                                                      world.prim_rgb[ev.dis_prim])
-        flow += spec.motion_strength * np.einsum("jt,jd->td", denv, world.prim_flow[ev.dis_prim])
+    _add_distractors(spec, world, ev, tau, rgb, flow)
 
     # Per-video style, smooth latent noise and a smooth log-normal gain.
     rgb += ev.style_rgb
@@ -799,6 +760,67 @@ def _render(spec: SyntheticSpec, world: _World, ev: VideoEvents, seed: int) -> n
     flow += spec.noise_std * noise[:, d:2 * d]
     gain = np.exp(spec.gain_log_std * noise[:, 2 * d:] - 0.5 * spec.gain_log_std ** 2)  # [T, 2]
 
+    return _observe(spec, world, ev, seed, rgb, flow, gain)
+
+
+def _add_instances(spec: SyntheticSpec, world: _World, ev: VideoEvents, tau: np.ndarray,
+                   dt: float, rgb: np.ndarray, flow: np.ndarray, venue: np.ndarray,
+                   col: dict) -> None:
+    """Add the action instances to ``rgb`` / ``flow`` [T, d] and raise their classes'
+    venue visibility while they run (all in place)."""
+    T = rgb.shape[0]
+    # Action instances: trapezoid envelope x sub-action phases x perturbed prototypes.
+    # Instances are short, so everything is computed on the snippets each envelope reaches:
+    # a ragged list of (instance, snippet) pairs, instance-major.
+    n_inst = len(ev.inst_class)
+    if not n_inst:
+        return
+    reach = ev.inst_ramp / 2
+    t_lo = np.clip(np.floor((ev.inst_start - reach) / dt).astype(int), 0, T)
+    t_hi = np.clip(np.ceil((ev.inst_end + reach) / dt).astype(int) + 1, 0, T)
+    width = np.maximum(t_hi - t_lo, 0)
+    first = np.cumsum(width) - width                                          # pair offsets
+    inst = np.repeat(np.arange(n_inst), width)                                # [P]
+    snip = t_lo[inst] + np.arange(width.sum()) - first[inst]
+    win = tau[snip]                                                           # [P, S]
+    env = _ramp_envelope(win, ev.inst_start[inst, None], ev.inst_end[inst, None],
+                         ev.inst_ramp[inst, None])                            # [P, S]
+    length = (ev.inst_end - ev.inst_start)[inst, None]
+    phase = np.clip((win - ev.inst_start[inst, None]) / length, 0.0, 1.0)    # [P, S]
+    w = _phase_weights(phase, ev.inst_phases[inst])                           # [P, K, S]
+    coef = (w * env[:, None]).mean(axis=-1) * ev.inst_amp[inst, None]         # [P, K]
+    protos_rgb = world.sub_rgb[ev.inst_class] + ev.inst_pert_rgb                # [I, K, d]
+    protos_flow = world.sub_flow[ev.inst_class] + ev.inst_pert_flow
+    add_rgb = np.einsum("pk,pkd->pd", coef, protos_rgb[inst])                 # [P, d]
+    add_flow = spec.motion_strength * np.einsum("pk,pkd->pd", coef, protos_flow[inst])
+    env_t = env.mean(axis=-1)                                                 # [P]
+    for i in range(n_inst):
+        lo, hi, p = t_lo[i], t_lo[i] + width[i], slice(first[i], first[i] + width[i])
+        rgb[lo:hi] += add_rgb[p]
+        flow[lo:hi] += add_flow[p]
+        # The venue of a class is visible while any of its instances is.
+        row = col[int(ev.inst_class[i])]
+        np.maximum(venue[row, lo:hi], env_t[p], out=venue[row, lo:hi])
+
+
+def _add_distractors(spec: SyntheticSpec, world: _World, ev: VideoEvents, tau: np.ndarray,
+                     rgb: np.ndarray, flow: np.ndarray) -> None:
+    """Add the distractors (generic motion bursts) to ``rgb`` / ``flow`` in place."""
+    # Distractors: generic motion bursts (strong flow, weaker appearance change).
+    if len(ev.dis_prim):
+        ramp = np.minimum((ev.dis_end - ev.dis_start) / 2, 1.0)
+        denv = _ramp_envelope(tau[None], ev.dis_start[:, None, None], ev.dis_end[:, None, None],
+                              ramp[:, None, None]).mean(axis=-1)
+        denv *= ev.dis_amp[:, None]                                                   # [J, T]
+        rgb += 0.5 * spec.action_strength * np.einsum("jt,jd->td", denv,
+                                                      world.prim_rgb[ev.dis_prim])
+        flow += spec.motion_strength * np.einsum("jt,jd->td", denv, world.prim_flow[ev.dis_prim])
+
+
+def _observe(spec: SyntheticSpec, world: _World, ev: VideoEvents, seed: int,
+             rgb: np.ndarray, flow: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """The observed features [D, T] float32 of the latent streams ``rgb`` / ``flow``."""
+    T = rgb.shape[0]
     # Observation: random projection to D/2 channels per stream, bias, ReLU, channel scale.
     # It runs in float32, written straight into the [D, T] output: this part dominates the
     # cost of the D=2048 preset.

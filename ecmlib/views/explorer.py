@@ -32,6 +32,7 @@ opens that video) and prints :func:`pair_marker_line` on every redraw.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from ..data.features import FeatureSet, default_data_dir
 from ..method.evaluation import (DetectionResult, GroundTruth, Predictions, evaluate_detection,
                                  predictions_from_arrays, segment_iou)
 from ..method.localize import LocalizeParams, localize_batch_flat, localize_video, localized_curve
+from .plots import shade_spans
 
 if TYPE_CHECKING:  # matplotlib and ipywidgets are imported where they are used
     from matplotlib.axes import Axes
@@ -147,8 +149,7 @@ def plot_video_detections(cas: np.ndarray, weights: np.ndarray | None,
         _, ax = plt.subplots(figsize=(8.0, 2.8))
     t = cas.size
     x = (np.arange(t) + 0.5) * duration / t  # snippet centres, seconds
-    for k, (s, e) in enumerate(gt_segments):
-        ax.axvspan(s, e, color="tab:green", alpha=0.2, lw=0, label="ground truth" if k == 0 else None)
+    shade_spans(ax, gt_segments, "tab:green", "ground truth", 0.2)
     # Localisation's normalisation (relu'd min and max) leaves negative values negative;
     # no threshold keeps them, so they are drawn at 0, clear of the detection boxes below.
     norm = localized_curve(cas)
@@ -159,13 +160,8 @@ def plot_video_detections(cas: np.ndarray, weights: np.ndarray | None,
         ax.axhline(params.act_thresh[0], color="0.4", lw=0.8, ls=":",
                    label=f"lowest threshold {params.act_thresh[0]:.2f}")
 
-    rows = np.asarray(detections, dtype=np.float64).reshape(-1, 4)
-    if class_index is not None:
-        rows = rows[rows[:, 0] == class_index]
-    n_all = rows.shape[0]
-    rows = rows[np.argsort(-rows[:, 3], kind="stable")][:max_detections]
-    lane = _lanes(rows[:, 1], rows[:, 2])
-    hit = _max_tiou(rows[:, 1], rows[:, 2], gt_segments) >= 0.5
+    rows, lane, hit, n_all = _shown_detections(detections, class_index, gt_segments,
+                                               max_detections)
     height, gap = 0.08, 0.1
     for (_, s, e, score), k, good in zip(rows, lane, hit):
         y = -gap * (k + 1)
@@ -767,11 +763,10 @@ def plot_video_comparison(cas_a: np.ndarray, cas_b: np.ndarray,
     (rows [N, 4] class, start, end, score; those of ``class_index``, the ``max_detections``
     best, labelled with their score): filled in the model's colour when the box overlaps a
     ground-truth segment with tIoU >= 0.5, hatched otherwise. The band's y tick names the
-    model; the title gives both ``aps`` (AP@0.5 of the class in this video). Long because
-    it is one figure's drawing code, step by step on one ``Axes``; nothing in it computes.
+    model; the title gives both ``aps`` (AP@0.5 of the class in this video).
     """
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Patch, Rectangle
+    from matplotlib.patches import Patch
 
     curves = [np.asarray(c, dtype=np.float64).ravel() for c in (cas_a, cas_b)]
     if curves[0].size == 0:
@@ -786,8 +781,7 @@ def plot_video_comparison(cas_a: np.ndarray, cas_b: np.ndarray,
         _, ax = plt.subplots(figsize=(9.0, 3.6))
     t = curves[0].size
     x = (np.arange(t) + 0.5) * duration / t
-    for k, (s, e) in enumerate(gt_segments):
-        ax.axvspan(s, e, color="tab:green", alpha=0.2, lw=0, label="ground truth" if k == 0 else None)
+    shade_spans(ax, gt_segments, "tab:green", "ground truth", 0.2)
     for curve, label, colour, style in zip(curves, labels, PAIR_COLOURS, ("-", "--")):
         norm = localized_curve(curve)
         ax.plot(x, norm, color=colour, lw=1.2, ls=style, label=f"CAS {label}")
@@ -795,32 +789,16 @@ def plot_video_comparison(cas_a: np.ndarray, cas_b: np.ndarray,
         ax.axhline(params.act_thresh[0], color="0.4", lw=0.8, ls=":",
                    label=f"lowest threshold {params.act_thresh[0]:.2f}")
 
-    height, gap = 0.08, 0.1
     top = 0.0
-    ticks, tick_labels, counts = [], [], []
-    for dets, label, colour in zip((dets_a, dets_b), labels, PAIR_COLOURS):
-        rows = np.asarray(dets, dtype=np.float64).reshape(-1, 4)
-        if class_index is not None:
-            rows = rows[rows[:, 0] == class_index]
-        counts.append(rows.shape[0])
-        rows = rows[np.argsort(-rows[:, 3], kind="stable")][:max_detections]
-        lane = _lanes(rows[:, 1], rows[:, 2])
-        hit = _max_tiou(rows[:, 1], rows[:, 2], gt_segments) >= 0.5
-        for (_, s, e, score), k, good in zip(rows, lane, hit):
-            y = top - gap * (k + 1)
-            ax.add_patch(Rectangle((s, y), max(e - s, 1e-9), height,
-                                   facecolor=colour if good else "white", edgecolor=colour,
-                                   hatch=None if good else "///", lw=0.8, alpha=0.85))
-            ax.text(s, y + height / 2, f" {score:.2f}", va="center", ha="left", fontsize=6)
-        n_lanes = int(lane.max()) + 1 if lane.size else 1
-        if not rows.size:
-            ax.text(0.0, top - gap + height / 2, " no detections", va="center", ha="left",
-                    fontsize=6, color=colour)
-        ticks.append(top - gap * n_lanes / 2 - gap / 2 + height / 2)
-        tick_labels.append(label)
-        top -= gap * n_lanes + 0.05
+    ticks, counts = [], []
+    for dets, colour in zip((dets_a, dets_b), PAIR_COLOURS):
+        rows, lane, hit, n_all = _shown_detections(dets, class_index, gt_segments,
+                                                   max_detections)
+        counts.append(n_all)
+        top, tick = _detection_band(ax, rows, lane, hit, top, colour)
+        ticks.append(tick)
     ax.set_ylim(top, 1.3)
-    ax.set_yticks([0.0, 0.5, 1.0, *ticks], ["0", "0.5", "1", *tick_labels])
+    ax.set_yticks([0.0, 0.5, 1.0, *ticks], ["0", "0.5", "1", *labels])
     for tick, colour in zip(ax.get_yticklabels()[3:], PAIR_COLOURS):
         tick.set_color(colour)
     ax.set_xlim(0, duration)
@@ -830,14 +808,53 @@ def plot_video_comparison(cas_a: np.ndarray, cas_b: np.ndarray,
                 Patch(facecolor="white", edgecolor="0.3", hatch="///")]
     names += ["detection, tIoU ≥ 0.5", "detection, miss"]
     ax.legend(handles, names, fontsize="x-small", loc="upper right", ncol=3)
+    ax.set_title(_comparison_title(title, labels, aps, counts), fontsize="small")
+    return ax
+
+
+def _shown_detections(detections: np.ndarray, class_index: int | None,
+                      gt_segments: Sequence[tuple[float, float]], max_detections: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(the ``max_detections`` best rows of ``class_index``, their lanes, whether each
+    overlaps the ground truth with tIoU >= 0.5, how many rows the class had)."""
+    rows = np.asarray(detections, dtype=np.float64).reshape(-1, 4)
+    if class_index is not None:
+        rows = rows[rows[:, 0] == class_index]
+    n_all = rows.shape[0]
+    rows = rows[np.argsort(-rows[:, 3], kind="stable")][:max_detections]
+    lane = _lanes(rows[:, 1], rows[:, 2])
+    hit = _max_tiou(rows[:, 1], rows[:, 2], gt_segments) >= 0.5
+    return rows, lane, hit, n_all
+
+
+def _detection_band(ax: Axes, rows: np.ndarray, lane: np.ndarray, hit: np.ndarray,
+                    top: float, colour: Any) -> tuple[float, float]:
+    """One model's detection boxes below ``top`` (filled: a hit, hatched: a miss);
+    returns (the band's bottom, the y of its tick)."""
+    from matplotlib.patches import Rectangle
+    height, gap = 0.08, 0.1
+    for (_, s, e, score), k, good in zip(rows, lane, hit):
+        y = top - gap * (k + 1)
+        ax.add_patch(Rectangle((s, y), max(e - s, 1e-9), height,
+                               facecolor=colour if good else "white", edgecolor=colour,
+                               hatch=None if good else "///", lw=0.8, alpha=0.85))
+        ax.text(s, y + height / 2, f" {score:.2f}", va="center", ha="left", fontsize=6)
+    n_lanes = int(lane.max()) + 1 if lane.size else 1
+    if not rows.size:
+        ax.text(0.0, top - gap + height / 2, " no detections", va="center", ha="left",
+                fontsize=6, color=colour)
+    return top - gap * n_lanes - 0.05, top - gap * n_lanes / 2 - gap / 2 + height / 2
+
+
+def _comparison_title(title: str, labels: tuple[str, str],
+                      aps: tuple[float, float] | None, counts: Sequence[int]) -> str:
     parts = []
     for k, label in enumerate(labels):
         ap = None if aps is None else aps[k]
         ap_text = "" if ap is None else (
             " AP@0.5 n/a" if not np.isfinite(ap) else f" AP@{MAP_TIOU:g} = {ap:.2f}")
         parts.append(f"{label}{ap_text} [{counts[k]} det.]")
-    ax.set_title(f"{title}  —  {'  vs  '.join(parts)}".strip(" —"), fontsize="small")
-    return ax
+    return f"{title}  —  {'  vs  '.join(parts)}".strip(" —")
 
 
 def plot_pair_examples(pair: ModelPair, videos: Sequence[int | str],
@@ -873,6 +890,48 @@ def _ranking_lines(ranking: Any, labels: tuple[str, str]) -> tuple[str, list[str
     return head, lines
 
 
+def _ranking_widgets(ranking: Any, labels: tuple[str, str], start: int, rows: int
+                     ) -> tuple[Any, Any]:
+    """(the ranked list of test videos to pick from, its caption with the column heads)."""
+    import ipywidgets as w
+    head, lines = _ranking_lines(ranking, labels)
+    ranked = [int(i) for i in ranking["index"]]
+    ranking_list = w.Select(options=list(zip(lines, ranked)),
+                            value=start if start in ranked else None, rows=rows,
+                            layout=w.Layout(width="640px"))
+    ranking_list.add_class("ecm-ranking")
+    la, lb = labels
+    caption = w.HTML(
+        "<style>.ecm-ranking select, .ecm-ranking-head pre {font-family: monospace; "
+        "font-size: 12px; margin: 0;} .ecm-ranking-head pre {padding-left: 4px;}</style>"
+        f"<b>Test videos by AP@{MAP_TIOU:g} difference ({la} − {lb})</b> at the checkpoints' "
+        "localisation parameters; pick a row to open the video."
+        f"<div class='ecm-ranking-head'><pre>{head}</pre></div>")
+    return ranking_list, caption
+
+
+def _redraw_pair(pair: ModelPair, base: LocalizeParams, figsize: tuple[float, float],
+                 video: int, klass: int, **knobs: float) -> None:
+    """One redraw of the pair explorer: the comparison figure, then its marker line."""
+    import matplotlib.pyplot as plt
+    a, b = pair.a, pair.b
+    params = _params_from(base, **knobs)
+    dets = pair.localize(video, params)
+    aps = (a.video_ap(video, klass, dets[0]), b.video_ap(video, klass, dets[1]))
+    maps = (a.dataset_map(params), b.dataset_map(params))
+    counts = tuple(int(np.sum(d[:, 0] == klass)) if d.size else 0 for d in dets)
+    fig, ax = plt.subplots(figsize=figsize)
+    name, cname = a.names[video], a.classes[klass]
+    plot_video_comparison(a.cas[video, klass], b.cas[video, klass],
+                          a.gt_segments(video, klass), dets[0], dets[1], klass,
+                          a.span(video, params), labels=pair.labels, aps=aps, ax=ax,
+                          title=f"{name}: {cname}", params=params)
+    fig.tight_layout()
+    plt.show()
+    plt.close(fig)
+    print(pair_marker_line(name, cname, pair.labels, aps, maps, counts))
+
+
 def make_pair_explorer(pair: ModelPair, cfg: ExperimentConfig | None = None,
                        video: int | str | None = None,
                        figsize: tuple[float, float] = (9.5, 4.0),
@@ -886,19 +945,15 @@ def make_pair_explorer(pair: ModelPair, cfg: ExperimentConfig | None = None,
     opens on :meth:`ModelPair.class_to_show`. Each redraw draws
     :func:`plot_video_comparison` and prints :func:`pair_marker_line`.
 
-    Long because it is widget wiring: the widgets, their callbacks and the layout share
-    the closure's state; the computations it calls are the module's functions.
     """
     import ipywidgets as w
-    import matplotlib.pyplot as plt
 
     base = cfg.localize if cfg is not None else pair.params
     style = {"description_width": "150px"}
     layout = w.Layout(width="460px")
-    a, b = pair.a, pair.b
+    a = pair.a
 
     ranking = pair.ranking(base)
-    head, lines = _ranking_lines(ranking, pair.labels)
     ranked = [int(i) for i in ranking["index"]]
 
     def video_label(i: int) -> str:
@@ -916,17 +971,7 @@ def make_pair_explorer(pair: ModelPair, cfg: ExperimentConfig | None = None,
                        layout=layout)
 
     sliders = _localize_sliders(base, style, layout)
-    ranking_list = w.Select(options=list(zip(lines, ranked)),
-                            value=start if start in ranked else None, rows=rows,
-                            layout=w.Layout(width="640px"))
-    ranking_list.add_class("ecm-ranking")
-    la, lb = pair.labels
-    caption = w.HTML(
-        "<style>.ecm-ranking select, .ecm-ranking-head pre {font-family: monospace; "
-        "font-size: 12px; margin: 0;} .ecm-ranking-head pre {padding-left: 4px;}</style>"
-        f"<b>Test videos by AP@{MAP_TIOU:g} difference ({la} − {lb})</b> at the checkpoints' "
-        "localisation parameters; pick a row to open the video."
-        f"<div class='ecm-ranking-head'><pre>{head}</pre></div>")
+    ranking_list, caption = _ranking_widgets(ranking, pair.labels, start, rows)
 
     def open_video(change: dict) -> None:
         i = change["new"]
@@ -943,23 +988,7 @@ def make_pair_explorer(pair: ModelPair, cfg: ExperimentConfig | None = None,
     video_box.observe(open_video, names="value")
     ranking_list.observe(pick_row, names="value")
 
-    def redraw(video: int, klass: int, **knobs: float) -> None:
-        params = _params_from(base, **knobs)
-        dets = pair.localize(video, params)
-        aps = (a.video_ap(video, klass, dets[0]), b.video_ap(video, klass, dets[1]))
-        maps = (a.dataset_map(params), b.dataset_map(params))
-        counts = tuple(int(np.sum(d[:, 0] == klass)) if d.size else 0 for d in dets)
-        fig, ax = plt.subplots(figsize=figsize)
-        name, cname = a.names[video], a.classes[klass]
-        plot_video_comparison(a.cas[video, klass], b.cas[video, klass],
-                              a.gt_segments(video, klass), dets[0], dets[1], klass,
-                              a.span(video, params), labels=pair.labels, aps=aps, ax=ax,
-                              title=f"{name}: {cname}", params=params)
-        fig.tight_layout()
-        plt.show()
-        plt.close(fig)
-        print(pair_marker_line(name, cname, pair.labels, aps, maps, counts))
-
+    redraw = functools.partial(_redraw_pair, pair, base, figsize)
     out = w.interactive_output(redraw, {"video": video_box, "klass": klass, **sliders})
     controls = w.VBox([video_box, klass, *sliders.values()])
     table = w.VBox([caption, ranking_list])

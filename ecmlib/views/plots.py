@@ -47,6 +47,7 @@ __all__ = [
     "plot_training_vs_official",
     "plot_setting_curves",
     "plot_cas_vs_weights",
+    "shade_spans",
 ]
 
 #: How the authors' curves are labelled wherever they are drawn (they are not our numbers).
@@ -300,8 +301,9 @@ def plot_feature_overview(norms: pd.DataFrame, fgbg: pd.DataFrame,
     return fig
 
 
-def _shade(ax: Axes, spans: Sequence[tuple[float, float]], color: str, label: str,
-           alpha: float, hatch: str | None = None) -> None:
+def shade_spans(ax: Axes, spans: Sequence[tuple[float, float]], color: str, label: str,
+                alpha: float, hatch: str | None = None) -> None:
+    """Shade each (start, end) span on ``ax``; the first carries ``label`` for the legend."""
     for i, (s, e) in enumerate(spans):
         ax.axvspan(s, e, color=color, alpha=alpha, lw=0, hatch=hatch,
                    label=label if i == 0 else None)
@@ -348,8 +350,8 @@ def plot_context_confusion(features: np.ndarray, duration: float,
     top.set_ylabel("channel (by action contrast)")
     top.set_title(title or "One synthetic video: features and ground truth")
     half = d // 2
-    _shade(bottom, gt_segments, "tab:green", "ground-truth action", 0.25)
-    _shade(bottom, context_segments, "tab:grey", "venue (context) shot", 0.12, hatch="//")
+    shade_spans(bottom, gt_segments, "tab:green", "ground-truth action", 0.25)
+    shade_spans(bottom, context_segments, "tab:grey", "venue (context) shot", 0.12, hatch="//")
     bottom.plot(times, _cosine_to_mean(features[:half], fg), color="tab:red", lw=1.2,
                 label="RGB similarity to mean action snippet")
     bottom.plot(times, _cosine_to_mean(features[half:], fg), color="tab:blue", lw=1.2,
@@ -539,7 +541,7 @@ def plot_cas_vs_weights(cas: np.ndarray, weights: np.ndarray, ax: Axes | None = 
     ax = _new_ax(ax, (6.0, 2.6))
     t = cas.size
     x = (np.arange(t) + 0.5) * duration / t if duration else np.arange(t)
-    _shade(ax, gt_segments, "tab:green", "ground truth", 0.2)
+    shade_spans(ax, gt_segments, "tab:green", "ground truth", 0.2)
     ax.plot(x, localized_curve(cas), color="tab:red", lw=1.2, label="CAS (min-max, as localised)")
     ax.plot(x, weights, color="tab:blue", lw=1.2, label="aggregation weight a")
     if consistency is not None:

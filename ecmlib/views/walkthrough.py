@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .plots import shade_spans
+
 if TYPE_CHECKING:  # matplotlib is imported lazily, as in ecmlib.views.plots
     from matplotlib.figure import Figure
 
@@ -124,9 +126,7 @@ def plot_localisation_steps(curve, thresholds, proposals, detections,
     ax2.set_ylabel("threshold")
     ax2.set_ylim(th.min() - np.ptp(th) * 0.1 - 0.01, th.max() + np.ptp(th) * 0.1 + 0.01)
     ax2.set_title("proposals: the runs above each threshold (colour: score)", fontsize="small")
-    for i, (s, e) in enumerate(gt_segments):
-        ax3.axvspan(s, e, color="tab:green", alpha=0.25, lw=0,
-                    label="ground truth" if i == 0 else None)
+    shade_spans(ax3, gt_segments, "tab:green", "ground truth", 0.25)
     _segments(ax3, dets[:, 0], dets[:, 1], dets[:, 2], dets[:, 2], norm, "no detection")
     ax3.set_ylabel("score")
     if len(dets):
