@@ -192,7 +192,7 @@ def compute_losses(out: dict[str, torch.Tensor], labels: torch.Tensor,
         terms["loss_eq"] = loss_eq(out["pre_scores"], out["post_scores"])
     total = (cfg.w_pre * terms["loss_pre"] + cfg.w_post * terms["loss_post"]
              + cfg.w_eq * terms["loss_eq"] + cfg.w_agg * terms["loss_agg"])
-    extra = cfg.extra_terms()
+    extra = cfg.extra_terms() if cfg.terms else {}    # ECM alone: nothing to parse per batch
     if extra:
         cfg.check_registered()
     for name, weight in extra.items():

@@ -100,9 +100,9 @@ def record_main(argv: list[str] | None = None) -> int:
         in_file[key] = set(previous[key]["command"]) if key in previous else set()
     # A cell shared by several studies (ECM's) is recorded only when every selected study
     # that holds it has its row: a study's rows are its own runs, never borrowed.
-    recorded = {c.command() for c in cells
-                if all(c.command() in in_file[k] for k in args.study
-                       if c in all_studies[k].cells)}
+    holds = {k: {c.command() for c in all_studies[k].cells} for k in args.study}
+    recorded = {cmd for cmd in (c.command() for c in cells)
+                if all(cmd in in_file[k] for k in args.study if cmd in holds[k])}
     if args.list:
         for c in cells:
             state = ("recorded" if c.command() in recorded
