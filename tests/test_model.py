@@ -271,3 +271,96 @@ def test_dropout_corner_cases_are_torchs() -> None:
     ref = torch.nn.functional.dropout(strided, 0.5, training=True)
     torch.manual_seed(3)
     assert torch.equal(Dropout(0.5).train()(strided), ref)
+
+
+def test_group_snippets_by_hand() -> None:
+    from ecmlib.method.model import group_snippets
+    x = torch.arange(2 * 3 * 7, dtype=torch.float32).view(2, 3, 7)   # T=7: groups of 3, 2, 2
+    g = group_snippets(x, 3)
+    assert g.shape == (2, 3, 3, 3) and g.is_contiguous()
+    for n in range(2):
+        for grp in range(3):
+            for s in range(3):
+                t = s * 3 + grp
+                want = x[n, :, t] if t < 7 else torch.zeros(3)       # zero snippets pad T
+                assert torch.equal(g[n, grp, :, s], want)
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_kept_grouped_features_give_the_same_step_bit_for_bit(background: bool) -> None:
+    """A training step with the caller's grouped features equals the step without them."""
+    x = torch.rand(5, 8, 11, generator=torch.Generator().manual_seed(2))  # T not a multiple of G
+    labels = torch.tensor([[1, 0, 0, 1], [0, 1, 0, 0], [1, 1, 1, 0], [0, 0, 1, 0], [1, 0, 0, 0]],
+                          dtype=torch.float32)
+    idx = torch.tensor([4, 0, 2])
+    steps = []
+    for keep in (False, True):
+        torch.manual_seed(0)
+        model = small_model(dropout=0.5).train()
+        assert model.aggregates_features
+        kept = model.grouped_features(x)
+        torch.manual_seed(1)
+        out = model(x[idx], labels[idx], background=background,
+                    grouped=kept.index_select(0, idx) if keep else None)
+        compute_losses(out, labels[idx], LossConfig(background=background))["loss_total"].backward()
+        steps.append((out, [p.grad.clone() for p in model.parameters()]))
+    (o1, g1), (o2, g2) = steps
+    assert o1.keys() == o2.keys() and all(torch.equal(o1[k], o2[k]) for k in o1)
+    assert all(torch.equal(a, b) for a, b in zip(g1, g2))
+
+
+def test_grouped_features_refused_where_they_cannot_apply() -> None:
+    x = torch.rand(2, 8, 10)
+    labels = torch.tensor([[1, 0, 0, 1], [0, 1, 0, 0]], dtype=torch.float32)
+    model = small_model()
+    good = model.grouped_features(x)
+    with pytest.raises(ValueError, match=r"grouped must be group_snippets\(x\)"):
+        model(x, labels, grouped=good[:, :, :, :-1])                 # wrong shape
+    taps = small_model()
+    taps.aggregate_taps = True                                       # aggregates conv_1's taps
+    assert taps.grouped_features(x) is None
+    with pytest.raises(ValueError, match="aggregates features"):
+        taps(x, labels, grouped=good)
+    pre = ECMNet(ModelConfig(feat_dim=8, hidden_dim=6, num_classes=4, num_snippets=10,
+                             streams="pre"))
+    assert pre.grouped_features(x) is None
+
+
+@pytest.mark.parametrize("shape", [(1000, 1003), (7,), (3, 5, 8)])
+def test_random_keep_is_fair_and_independent(shape) -> None:
+    from ecmlib.method.model import random_keep
+    torch.manual_seed(0)
+    keep = random_keep(shape, 0.5)
+    assert keep.shape == torch.Size(shape) and keep.dtype == torch.bool
+    if keep.numel() < 1000:
+        return
+    k = keep.flatten().double()
+    assert abs(k.mean().item() - 0.5) < 0.003                  # sd of the mean: 0.0005
+    for lag in range(1, 9):                                     # bits of one byte, and the next
+        corr = torch.corrcoef(torch.stack([k[:-lag], k[lag:]]))[0, 1].item()
+        assert abs(corr) < 0.006, (lag, corr)
+    assert abs(random_keep(shape, 0.3).double().mean().item() - 0.3) < 0.003
+
+
+def test_bits_dropout_keeps_and_scales_like_dropout() -> None:
+    from ecmlib.method.model import Dropout
+    x = torch.rand(8, 16, 33).add_(0.5).requires_grad_()
+    torch.manual_seed(1)
+    for p in (0.5, 0.3):
+        out = Dropout(p, mask="bits").train()(x)
+        kept = out != 0
+        assert torch.allclose(out[kept], (x / (1 - p))[kept])
+        assert abs(kept.double().mean().item() - (1 - p)) < 0.02
+        (g,) = torch.autograd.grad(out.sum(), x)
+        assert torch.equal(g, kept.float() / (1 - p))           # the gradient uses the same mask
+    drawn = Dropout(0.5, mask="bits").train()
+    torch.manual_seed(2)
+    first = drawn(x)
+    torch.manual_seed(2)
+    assert torch.equal(drawn(x), first)                         # seeded like any torch draw
+    assert torch.equal(Dropout(0.5, mask="bits").eval()(x), x)
+    model = ECMNet(ModelConfig(feat_dim=8, hidden_dim=6, num_classes=4, num_snippets=10,
+                               dropout_mask="bits"))
+    assert model.base_module.dropout.mask == "bits"
+    assert ECMNet(ModelConfig(feat_dim=8, hidden_dim=6, num_classes=4,
+                              num_snippets=10)).base_module.dropout.mask == "torch"

@@ -46,6 +46,7 @@ def test_a_fast_run_records_what_it_ran_and_resumes_on_it(tmp_path, monkeypatch)
     assert saved["model"]["aggregation"] in ("features", "taps")
     assert res.metrics["precision"] == "bf16"
     assert res.metrics["aggregation_path"] == saved["model"]["aggregation"]
+    assert saved["model"]["dropout_mask"] == res.metrics["dropout_mask"] == "bits"
     # The request (fast) matches what it resolved to: a resume or a collection accepts it.
     assert config_differences(saved, cfg) == {}
     # A plain fp32 request does not match a bf16 run.
@@ -83,7 +84,7 @@ def test_fastest_path_is_one_of_the_two():
 
 
 @pytest.mark.parametrize("bad", ["train.precision=fp16", "model.aggregation=sideways",
-                                 "train.num_threads=0"])
+                                 "train.num_threads=0", "model.dropout_mask=coin"])
 def test_bad_speed_settings_are_refused(bad):
     with pytest.raises(ValueError):
         make_config("THUMOS14", synthetic="tiny", overrides=[bad])
@@ -126,3 +127,33 @@ def test_sweep_fast_is_recorded_and_part_of_the_grid(tmp_path, monkeypatch, caps
     # The same folder without --fast is another grid: refused, not resumed.
     rc = main(["sweep", str(nb), "-p", "seed", "0", "--out", str(out), "--jobs", "1"])
     assert rc == 2 and "different grid" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("asked, fast, expected", [
+    ("auto", False, "torch"), ("auto", True, "bits"), ("torch", True, "torch"),
+    ("bits", False, "bits")])
+def test_dropout_mask_resolution(asked, fast, expected):
+    assert speed.resolve_dropout_mask(asked, fast) == expected
+    cfg = make_config("THUMOS14", synthetic="tiny",
+                      overrides=[f"model.dropout_mask={asked}", f"train.fast={str(fast).lower()}",
+                                 "model.aggregation=features"])
+    assert speed.resolve(cfg, torch.device("cpu")).model.dropout_mask == expected
+
+
+def test_a_record_run_draws_torchs_masks_and_old_runs_resume_on_them(tmp_path):
+    """The record's runs keep torch's masks; a run saved before the option existed (no
+    ``dropout_mask`` in config.json) resumes on torch's masks too, even when fast."""
+    cfg = make_config("THUMOS14", synthetic="tiny", epochs=1, overrides=["train.num_threads=1"])
+    res = train(cfg, out_dir=tmp_path / "run", progress=False, log=None)
+    config = tmp_path / "run" / "config.json"
+    saved = json.loads(config.read_text())
+    assert saved["model"]["dropout_mask"] == res.metrics["dropout_mask"] == "torch"
+    del saved["model"]["dropout_mask"]                     # as an older ecmlib wrote it
+    assert config_differences(saved, cfg) == {}
+    config.write_text(json.dumps(saved))
+    res2 = train(cfg.with_overrides({"train.epochs": 2}), out_dir=tmp_path / "run",
+                 resume=tmp_path / "run", progress=False, log=None)
+    assert res2.metrics["dropout_mask"] == "torch" and len(res2.history) == 2
+    bits = make_config("THUMOS14", synthetic="tiny", epochs=2,
+                       overrides=["train.num_threads=1", "model.dropout_mask=bits"])
+    assert set(config_differences(json.loads(config.read_text()), bits)) == {"model.dropout_mask"}

@@ -22,6 +22,7 @@ G groups, P (video, label class) pairs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -49,6 +50,9 @@ class ModelConfig:
     # How the post/background streams reach conv_1: auto (prefer_taps' rule, what the
     # record used) | features | taps | fastest (measured at start, see ecmlib.training.speed)
     aggregation: str = "auto"
+    # Dropout's mask: torch (the mask torch's dropout draws, what the record used) | bits
+    # (cheap random bits on the CPU: fast mode) | auto (torch; fast mode resolves it to bits)
+    dropout_mask: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("feat_dim", "hidden_dim", "num_classes", "num_snippets", "groups"):
@@ -63,6 +67,9 @@ class ModelConfig:
         if self.aggregation not in ("auto", "features", "taps", "fastest"):
             raise ValueError(f"ModelConfig: aggregation must be auto, features, taps or "
                              f"fastest, got {self.aggregation!r}")
+        if self.dropout_mask not in ("auto", "torch", "bits"):
+            raise ValueError(f"ModelConfig: dropout_mask must be auto, torch or bits, "
+                             f"got {self.dropout_mask!r}")
         if self.transition not in ("learned", "fixed", "independent"):
             raise ValueError(
                 f"ModelConfig.transition must be learned, fixed or independent, got {self.transition!r}")
@@ -77,22 +84,52 @@ class ModelConfig:
 
 
 class Dropout(nn.Dropout):
-    """``nn.Dropout`` with the same mask, output, gradient and random stream, drawn faster on
-    the CPU.
+    """``nn.Dropout`` drawing its mask faster on the CPU, in one of two ways (``mask``).
 
+    ``"torch"``: the same mask, output, gradient and random stream as ``nn.Dropout``.
     torch's CPU dropout draws its mask with ``bernoulli_(1 - p)``, one double-precision
     uniform per element compared with ``1 - p``; ``torch.rand(..., dtype=float64)`` draws
     the same doubles from the same generator at about half the cost, so the run is
-    bit-identical (``tests/test_model.py`` holds it to ``F.dropout``). Elsewhere (CUDA)
-    torch's own dropout runs.
+    bit-identical (``tests/test_model.py`` holds it to ``F.dropout``).
+
+    ``"bits"`` (fast mode): another draw of the same distribution, cheaper still: at p = 0.5
+    each random byte gives eight independent fair keep bits (``random_keep``). The numbers
+    then differ from a ``"torch"`` run as one random seed differs from another.
+
+    Elsewhere (CUDA) torch's own dropout runs, which is fast there.
     """
 
+    def __init__(self, p: float = 0.5, mask: str = "torch") -> None:
+        super().__init__(p)
+        self.mask = mask
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (not self.training or not 0 < self.p < 1 or x.device.type != "cpu"
-                or not x.is_contiguous()):        # torch's own where the masks could differ
+        if not self.training or not 0 < self.p < 1 or x.device.type != "cpu":
             return super().forward(x)
-        keep = torch.rand(x.shape, dtype=torch.float64) < 1 - self.p
+        if self.mask == "bits":
+            keep = random_keep(x.shape, 1 - self.p)
+        elif x.is_contiguous():
+            keep = torch.rand(x.shape, dtype=torch.float64) < 1 - self.p
+        else:                                     # torch's own, where the masks could differ
+            return super().forward(x)
         return x * keep.to(x.dtype).div_(1 - self.p)
+
+
+_BIT_SHIFTS = torch.arange(8, dtype=torch.uint8)
+
+
+def random_keep(shape: torch.Size | tuple[int, ...], q: float) -> torch.Tensor:
+    """A boolean CPU mask of ``shape``, each entry True with probability ``q``, independently.
+
+    At q = 0.5 one random byte (uniform on 0..255, so its 8 bits are independent fair coins)
+    gives 8 entries; at any other q one float32 uniform per entry is compared with q.
+    """
+    if q != 0.5:
+        return torch.rand(shape) < q
+    n = math.prod(shape)
+    draws = torch.randint(0, 256, ((n + 7) // 8,), dtype=torch.uint8)
+    bits = (draws[:, None] >> _BIT_SHIFTS).bitwise_and_(1)
+    return bits.view(-1)[:n].view(shape).bool()
 
 
 class Trunk(nn.Module):
@@ -109,11 +146,12 @@ class Trunk(nn.Module):
     aggregated taps either way.
     """
 
-    def __init__(self, feat_dim: int, hidden_dim: int, dropout: float) -> None:
+    def __init__(self, feat_dim: int, hidden_dim: int, dropout: float,
+                 dropout_mask: str = "torch") -> None:
         super().__init__()
         self.conv_1 = nn.Conv1d(feat_dim, hidden_dim, kernel_size=3, padding=1)
         self.conv_2 = nn.Conv1d(hidden_dim, hidden_dim, kernel_size=3, padding=1)
-        self.dropout = Dropout(dropout)
+        self.dropout = Dropout(dropout, mask=dropout_mask)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: [N, D, T] -> [N, H, T]
@@ -200,6 +238,21 @@ def _sum_taps(z: torch.Tensor, tap_dim: int, seq_dim: int) -> torch.Tensor:
     return _SumTaps.apply(z, tap_dim, seq_dim)
 
 
+def group_snippets(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Snippets by group: x [N, D, T] -> [N, G, D, ceil(T/G)], entry [n, g, :, s] = x[n, :, s*G + g].
+
+    Zero snippets pad T to a multiple of G (they add nothing to a group sum). One
+    streaming copy keeps D-rows contiguous ([N, G, D, T/G]; a copy straight to
+    [N, G, T/G, D] is a transpose and twice as slow); the aggregation's matmul reads it
+    transposed.
+    """
+    n, d, t = x.shape
+    pad = (-t) % groups
+    if pad:
+        x = F.pad(x, (0, pad))
+    return x.reshape(n, d, -1, groups).permute(0, 3, 1, 2).contiguous()
+
+
 class Classifier(nn.Module):
     """W: the classifier shared by the pre, post and background streams."""
 
@@ -254,7 +307,8 @@ class ECMNet(nn.Module):
         if overrides:
             cfg = ModelConfig(**{**cfg.__dict__, **overrides})
         self.cfg = cfg
-        self.base_module = Trunk(cfg.feat_dim, cfg.hidden_dim, cfg.dropout)
+        self.base_module = Trunk(cfg.feat_dim, cfg.hidden_dim, cfg.dropout,
+                                 "bits" if cfg.dropout_mask == "bits" else "torch")
         self.classifier_module = Classifier(cfg.hidden_dim, cfg.num_classes)
         if cfg.transition == "learned":
             self.attention_module = Transition(cfg.num_classes, cfg.num_classes)
@@ -283,26 +337,34 @@ class ECMNet(nn.Module):
             return self.attention_module(h)
         return torch.sigmoid(cas)
 
-    def aggregate(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def aggregate(self, x: torch.Tensor, weights: torch.Tensor,
+                  grouped: torch.Tensor | None = None) -> torch.Tensor:
         """Group sums F[n, g, c] = sum_{t = g mod G} weights[n, c, t] x[n, :, t].
 
         x: [N, D', T] per-snippet vectors (features or conv_1 taps), weights: [N, C', T]
         -> [N, G, C', D'] (channels last, the groups as a length-G sequence along dim 1).
         Time is folded into (T/G, G) so each group is one batched matmul over its own
-        snippets.
+        snippets. ``grouped`` is ``group_snippets(x, G)`` when the caller already holds it
+        (the training loop keeps it for the whole split: the features never change).
         """
-        n, d, t = x.shape
+        n, _, t = x.shape
         c, g = weights.shape[1], self.cfg.groups
-        pad = (-t) % g                                            # zero snippets fill the last group
+        xg = group_snippets(x, g) if grouped is None else grouped     # [N, G, D, T/G]
+        pad = xg.shape[-1] * g - t
         if pad:
-            x, weights = F.pad(x, (0, pad)), F.pad(weights, (0, pad))
-        s = (t + pad) // g
-        # De-interleave the groups with one streaming copy ([N, G, D, T/G] keeps D-rows
-        # contiguous; a copy straight to [N, G, T/G, D] is a transpose and twice as slow),
-        # then let the matmul read it transposed.
-        xg = x.reshape(n, d, s, g).permute(0, 3, 1, 2).contiguous()   # [N, G, D, T/G]
-        wg = weights.reshape(n, c, s, g).permute(0, 3, 1, 2)          # [N, G, C', T/G]
+            weights = F.pad(weights, (0, pad))
+        wg = weights.reshape(n, c, -1, g).permute(0, 3, 1, 2)         # [N, G, C', T/G]
         return torch.matmul(wg, xg.mT)                                # [N, G, C', D]
+
+    def grouped_features(self, x: torch.Tensor) -> torch.Tensor | None:
+        """``group_snippets(x, G)`` where this model's streams aggregate the features x
+        (a caller passes rows of it back as ``forward(..., grouped=)``), else None."""
+        return group_snippets(x, self.cfg.groups) if self.aggregates_features else None
+
+    @property
+    def aggregates_features(self) -> bool:
+        """Whether the post/background streams aggregate the features x (not conv_1's taps)."""
+        return self.cfg.streams != "pre" and not self.aggregate_taps
 
     def score_groups(self, grouped: torch.Tensor) -> torch.Tensor:
         """Score aggregated conv_1 taps [N, G, *, C, 3, H] with class c's own classifier row.
@@ -314,14 +376,15 @@ class ECMNet(nn.Module):
         w = self.classifier_module.conv.weight[:, :, 0]           # [C, H]
         return (h * w).sum(-1).mean(1)                            # mean over the G groups
 
-    def grouped_taps(self, src: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def grouped_taps(self, src: torch.Tensor, weights: torch.Tensor,
+                     grouped: torch.Tensor | None = None) -> torch.Tensor:
         """conv_1 taps of the weighted group sums of ``src`` -> [N, G, C', 3, H].
 
         src is either the features x [N, D, T] (aggregated, then projected by conv_1) or
         their conv_1 taps z [N, 3, H, T] from ``Trunk.taps`` (aggregated only: conv_1 is
-        linear, so both give the same numbers).
+        linear, so both give the same numbers); ``grouped``: see :meth:`aggregate`.
         """
-        return self._as_taps(self.aggregate(src.flatten(1, -2), weights), src)
+        return self._as_taps(self.aggregate(src.flatten(1, -2), weights, grouped), src)
 
     def _as_taps(self, rows: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
         """Aggregated rows [..., D'] of ``src`` as conv_1 taps [..., 3, H]."""
@@ -329,16 +392,18 @@ class ECMNet(nn.Module):
             return rows.unflatten(-1, tuple(src.shape[1:3]))
         return self.base_module.row_taps(rows)
 
-    def post_scores(self, src: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    def post_scores(self, src: torch.Tensor, weights: torch.Tensor,
+                    grouped: torch.Tensor | None = None) -> torch.Tensor:
         """s_post [B, C] from the features x [B, D, T] (or their taps) and weights a [B, C, T]."""
-        return self.score_groups(self.grouped_taps(src, weights))
+        return self.score_groups(self.grouped_taps(src, weights, grouped))
 
     def post_and_background_scores(self, src: torch.Tensor, weights: torch.Tensor,
-                                   labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                                   labels: torch.Tensor, grouped: torch.Tensor | None = None,
+                                   ) -> tuple[torch.Tensor, torch.Tensor]:
         """(s_post [B, C], s_bg [B, C]) in one pass over every (video, label class) pair.
 
         src: the features x [B, D, T] or their conv_1 taps [B, 3, H, T] (``grouped_taps``);
-        weights: a [B, C, T].
+        weights: a [B, C, T]; ``grouped``: see :meth:`aggregate`.
 
         Background stream, pair (b, c): x_bg = x[b] * (1 - a[b, c]) is aggregated with the
         action weights of all C classes and scored -> u [C]. s_bg[b] averages u over b's
@@ -360,7 +425,7 @@ class ECMNet(nn.Module):
         valid = torch.arange(slots, device=labels.device) < counts[:, None]   # [B, L]
         bg = 1.0 - torch.gather(weights, 1, label_idx[:, :, None].expand(b, slots, t))  # [B, L, T]
         w_all = torch.cat([weights[:, None], weights[:, None] * bg[:, :, None]], dim=1)  # [B, 1+L, C, T]
-        f = self.aggregate(src.flatten(1, -2), w_all.view(b, (1 + slots) * c, t))
+        f = self.aggregate(src.flatten(1, -2), w_all.view(b, (1 + slots) * c, t), grouped)
         f = f.view(b, f.shape[1], 1 + slots, c, -1)               # [B, G, 1+L, C, D']
         pb, pl = valid.nonzero(as_tuple=True)                     # the P real pairs
         # One gather (one zero-filled gradient): slot 0 of every video, then the P pairs.
@@ -377,17 +442,25 @@ class ECMNet(nn.Module):
 
     # -- forward ----------------------------------------------------------------------
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None,
-                background: bool = True) -> dict[str, torch.Tensor]:
+                background: bool = True, grouped: torch.Tensor | None = None,
+                ) -> dict[str, torch.Tensor]:
         """Run the streams.
 
         x: [B, D, T] features. With ``labels`` ([B, C] multi-hot) the training outputs are
         returned: ``cas``, ``pre_scores``, and unless the model trains the pre stream
         alone, ``aggregation_weights``, ``post_scores`` and, with ``background``,
         ``background_scores`` and ``score_agg``; without labels, the inference outputs
-        ``score`` (softmax of s_pre) and ``cas``.
+        ``score`` (softmax of s_pre) and ``cas``. ``grouped``: x's snippets by group
+        (rows of :meth:`grouped_features`), when the caller keeps them; the same numbers.
         """
         if x.dim() != 3 or x.shape[1] != self.cfg.feat_dim:
             raise ValueError(f"features must be [B, {self.cfg.feat_dim}, T], got {tuple(x.shape)}")
+        if grouped is not None:
+            g = self.cfg.groups
+            want = (x.shape[0], g, x.shape[1], -(-x.shape[2] // g))
+            if tuple(grouped.shape) != want or not self.aggregates_features:
+                raise ValueError(f"grouped must be group_snippets(x) [{want}] of a model that "
+                                 f"aggregates features, got {tuple(grouped.shape)}")
         if labels is not None and self.cfg.streams != "pre" and self.aggregate_taps:
             h, src = self.base_module.forward_taps(x)             # [B, H, T], taps [B, 3, H, T]
             cas = self.classifier_module(h)                       # [B, C, T]
@@ -405,11 +478,11 @@ class ECMNet(nn.Module):
         a = self.aggregation_weights(h, cas)                      # [B, C, T]
         out["aggregation_weights"] = a
         if background:
-            out["post_scores"], s_bg = self.post_and_background_scores(src, a, labels)
+            out["post_scores"], s_bg = self.post_and_background_scores(src, a, labels, grouped)
             out["background_scores"] = s_bg
             out["score_agg"] = torch.softmax(torch.cat([out["post_scores"], s_bg], dim=1), dim=1)
         else:
-            out["post_scores"] = self.post_scores(src, a)
+            out["post_scores"] = self.post_scores(src, a, grouped)
         return out
 
 

@@ -23,7 +23,7 @@ COLUMNS = ("setting", "seed", "data_seed", "world", "factor", "level", "preset",
 
 
 #: Extra columns of a study with fast-mode runs: what each run computed in.
-FAST_COLUMNS = ("precision", "aggregation_path")
+FAST_COLUMNS = ("precision", "aggregation_path", "dropout_mask")
 
 
 def columns_of(study: Study) -> tuple[str, ...]:
@@ -138,6 +138,8 @@ def collect_row(cell: Cell, root: str | Path, cache: dict | None = None) -> dict
         "torch": metrics.get("torch"),
         "precision": metrics.get("precision", "fp32"),
         "aggregation_path": metrics.get("aggregation_path"),
+        # runs from before the option existed drew torch's masks
+        "dropout_mask": metrics.get("dropout_mask", "torch"),
         "command": cell.command(),
     }
 

@@ -177,12 +177,14 @@ def config_differences(saved: dict[str, Any], cfg: ExperimentConfig,
 
 
 #: Config keys whose request ('auto', 'fastest', fast mode) becomes a value when a run starts.
-RESOLVED_AT_RUN_TIME = ("train.precision", "model.aggregation")
+RESOLVED_AT_RUN_TIME = ("train.precision", "model.aggregation", "model.dropout_mask")
 
 
 def _asks_resolution(cfg: ExperimentConfig, key: str) -> bool:
     if key == "train.precision":
         return cfg.train.fast or cfg.train.precision == "auto"
+    if key == "model.dropout_mask":
+        return cfg.train.fast or cfg.model.dropout_mask == "auto"
     return cfg.train.fast or cfg.model.aggregation == "fastest"
 
 

@@ -17,6 +17,7 @@ active, else the physical cores not already busy.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -61,11 +62,9 @@ def resolve_precision(asked: str, legacy_bf16: bool, device: torch.device) -> tu
 
 
 def time_aggregation_paths(model_cfg: Any, batch: int, device: torch.device,
-                           steps: int = 3) -> dict[str, float]:
+                           steps: int = 3, precision: str = "fp32") -> dict[str, float]:
     """Median seconds of one training step (forward, ECM losses, backward) on random
-    inputs of the run's shape, per aggregation path ('features', 'taps')."""
-    import dataclasses
-
+    inputs of the run's shape and precision, per aggregation path ('features', 'taps')."""
     from ..method.losses import LossConfig, compute_losses
     from ..method.model import ECMNet
     gen = torch.Generator().manual_seed(0)
@@ -78,7 +77,10 @@ def time_aggregation_paths(model_cfg: Any, batch: int, device: torch.device,
         times = []
         for _ in range(steps + 1):  # the first step warms up
             t0 = time.perf_counter()
-            loss = compute_losses(model(x, y), y, LossConfig(), model_cfg.streams)["loss_total"]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                step = model(x, y)
+            step = {k: v.float() for k, v in step.items()}
+            loss = compute_losses(step, y, LossConfig(), model_cfg.streams)["loss_total"]
             loss.backward()
             if device.type == "cuda":
                 torch.cuda.synchronize()
@@ -88,7 +90,8 @@ def time_aggregation_paths(model_cfg: Any, batch: int, device: torch.device,
 
 
 def resolve(cfg: Any, device: torch.device, log: Callable[[str], None] | None = None) -> Any:
-    """``cfg`` with fast mode's requests made concrete (precision, aggregation path)."""
+    """``cfg`` with fast mode's requests made concrete (precision, aggregation path,
+    dropout mask)."""
     say = log or (lambda _msg: None)
     # (a legacy train.bf16=true has already made precision "bf16": TrainConfig)
     precision_asked = "auto" if cfg.train.fast and cfg.train.precision == "fp32" \
@@ -96,11 +99,16 @@ def resolve(cfg: Any, device: torch.device, log: Callable[[str], None] | None = 
     aggregation = "fastest" if cfg.train.fast and cfg.model.aggregation == "auto" \
         else cfg.model.aggregation
     precision, why = resolve_precision(precision_asked, cfg.train.bf16, device)
-    changes = {"train.precision": precision}
+    changes = {"train.precision": precision,
+               "model.dropout_mask": resolve_dropout_mask(cfg.model.dropout_mask, cfg.train.fast)}
     if precision_asked == "auto":
         say(f"precision: {precision} ({why})")
+    if cfg.train.fast:
+        say(f"dropout mask: {changes['model.dropout_mask']}")
     if aggregation == "fastest" and cfg.model.streams != "pre":
-        times = time_aggregation_paths(cfg.model, cfg.train.batch_size, device)
+        model_cfg = dataclasses.replace(cfg.model, dropout_mask=changes["model.dropout_mask"])
+        times = time_aggregation_paths(model_cfg, cfg.train.batch_size, device,
+                                       precision=precision)
         aggregation = min(times, key=times.get)
         say(f"aggregation path: {aggregation} (one step: features {1e3 * times['features']:.0f} "
             f"ms, taps {1e3 * times['taps']:.0f} ms at {torch.get_num_threads()} thread(s))")
@@ -108,6 +116,14 @@ def resolve(cfg: Any, device: torch.device, log: Callable[[str], None] | None = 
         aggregation = "auto"  # pre-only never aggregates
     changes["model.aggregation"] = aggregation
     return cfg.with_overrides(changes)
+
+
+def resolve_dropout_mask(asked: str, fast: bool) -> str:
+    """'torch' or 'bits' for ``model.dropout_mask``: 'auto' is bits in fast mode, else
+    torch (what every run before the option existed drew)."""
+    if asked != "auto":
+        return asked
+    return "bits" if fast else "torch"
 
 
 def other_ecmlib_runs() -> int:

@@ -77,7 +77,9 @@ def _resolve_speed(cfg: ExperimentConfig, ckpt: dict[str, Any] | None, device: t
     if isinstance(saved, dict):
         old = ExperimentConfig.from_dict(saved)
         return cfg.with_overrides({"train.precision": old.train.precision,
-                                   "model.aggregation": old.model.aggregation})
+                                   "model.aggregation": old.model.aggregation,
+                                   "model.dropout_mask": speed.resolve_dropout_mask(
+                                       old.model.dropout_mask, fast=False)})
     return speed.resolve(cfg, device, say)
 
 
@@ -181,7 +183,11 @@ def _train(cfg: ExperimentConfig, data: tuple[FeatureSet, FeatureSet] | None = N
     x_train = torch.from_numpy(train_set.features).to(device)
     y_train = torch.from_numpy(train_set.labels).to(device)
     x_test = torch.from_numpy(test_set.features).to(device)
+    if cfg.train.precision == "bf16":
+        # autocast would cast the features to bf16 in every batch: the same numbers, once
+        x_train = x_train.to(torch.bfloat16)
     model = ECMNet(cfg.model).to(device)
+    grouped = model.grouped_features(x_train)  # the streams' view of x, built once per run
     optimizer = make_optimizer(model, cfg)
     generator = torch.Generator().manual_seed(cfg.train.seed)
     state = (restore_run(opened, cfg, run_dir, model, optimizer, generator, device, say, warn)
@@ -192,7 +198,7 @@ def _train(cfg: ExperimentConfig, data: tuple[FeatureSet, FeatureSet] | None = N
     tb = ScalarLog(run_dir)  # TensorBoard scalars in the run folder (when installed)
     for epoch in bar:
         t0 = time.perf_counter()
-        row = train_epoch(model, optimizer, x_train, y_train, cfg, epoch, generator)
+        row = train_epoch(model, optimizer, x_train, y_train, cfg, epoch, generator, grouped)
         row["train_time_s"] = time.perf_counter() - t0
         new_best = _evaluate_epoch(model, test_set, cfg, gt, x_test, epoch, row, state, bar)
         state.history.append(row)
@@ -215,9 +221,12 @@ def make_optimizer(model: ECMNet, cfg: ExperimentConfig) -> torch.optim.Optimize
 
 def train_epoch(model: ECMNet, optimizer: torch.optim.Optimizer, x: torch.Tensor,
                 y: torch.Tensor, cfg: ExperimentConfig, epoch: int,
-                generator: torch.Generator) -> dict[str, Any]:
+                generator: torch.Generator, grouped: torch.Tensor | None = None,
+                ) -> dict[str, Any]:
     """One epoch: shuffle with ``generator``, then per batch forward, losses, backward, step.
 
+    ``grouped`` is ``model.grouped_features(x)``, kept by the caller across epochs (the
+    same numbers as without it, without regrouping every batch's features).
     Returns the history row: ``epoch``, ``lr`` and each loss term's mean over the videos.
     """
     lr = _lr_at(cfg, epoch)
@@ -230,10 +239,13 @@ def train_epoch(model: ECMNet, optimizer: torch.optim.Optimizer, x: torch.Tensor
     perm = torch.randperm(len(x), generator=generator).to(x.device)
     for i in range(0, len(perm), cfg.train.batch_size):
         idx = perm[i:i + cfg.train.batch_size]
+        # index_select copies whole rows (plain x[idx] gathers element by element, 3x slower)
+        yb = y.index_select(0, idx)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            out = model(x[idx], y[idx], background=background)
+            out = model(x.index_select(0, idx), yb, background=background,
+                        grouped=None if grouped is None else grouped.index_select(0, idx))
         out = {k: v.float() for k, v in out.items()}
-        terms = compute_losses(out, y[idx], cfg.loss, cfg.model.streams)
+        terms = compute_losses(out, yb, cfg.loss, cfg.model.streams)
         optimizer.zero_grad(set_to_none=True)
         terms["loss_total"].backward()
         optimizer.step()
@@ -355,6 +367,7 @@ def _final_metrics(cfg: ExperimentConfig, history: list[dict[str, Any]], best: d
         "seed": cfg.train.seed,
         "precision": cfg.train.precision,
         "aggregation_path": "taps" if aggregates_taps(cfg.model) else "features",
+        "dropout_mask": cfg.model.dropout_mask,
         **_environment(device),
     }
 
