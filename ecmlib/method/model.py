@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -115,21 +116,19 @@ class Dropout(nn.Dropout):
         return x * keep.to(x.dtype).div_(1 - self.p)
 
 
-_BIT_SHIFTS = torch.arange(8, dtype=torch.uint8)
-
-
 def random_keep(shape: torch.Size | tuple[int, ...], q: float) -> torch.Tensor:
     """A boolean CPU mask of ``shape``, each entry True with probability ``q``, independently.
 
-    At q = 0.5 one random byte (uniform on 0..255, so its 8 bits are independent fair coins)
-    gives 8 entries; at any other q one float32 uniform per entry is compared with q.
+    At q = 0.5 one random byte from torch's generator (uniform on 0..255, so its 8 bits are
+    independent fair coins) gives 8 entries, unpacked by ``numpy.unpackbits``; at any other
+    q one float32 uniform per entry is compared with q.
     """
     if q != 0.5:
         return torch.rand(shape) < q
     n = math.prod(shape)
     draws = torch.randint(0, 256, ((n + 7) // 8,), dtype=torch.uint8)
-    bits = (draws[:, None] >> _BIT_SHIFTS).bitwise_and_(1)
-    return bits.view(-1)[:n].view(shape).bool()
+    bits = np.unpackbits(draws.numpy(), count=n)              # uint8 0/1, one per entry
+    return torch.from_numpy(bits).view(torch.bool).view(shape)
 
 
 class Trunk(nn.Module):
@@ -184,8 +183,12 @@ class Trunk(nn.Module):
         its three taps side by side plus a shifted sum, far faster than a convolution
         kernel on length-3 inputs.
         """
-        y = F.leaky_relu(_sum_taps(z_rows, tap_dim=-2, seq_dim=1) + self.conv_1.bias, 0.01)
-        y = _sum_taps(_row_taps(y, self.conv_2), tap_dim=-2, seq_dim=1) + self.conv_2.bias
+        # The biases join in the rows' dtype: under bf16 autocast an fp32 bias would promote
+        # every row to fp32 and the next matmul would cast it back (in fp32 .to is a no-op).
+        y = _sum_taps(z_rows, tap_dim=-2, seq_dim=1) + self.conv_1.bias.to(z_rows.dtype)
+        y = F.leaky_relu(y, 0.01)
+        y = _sum_taps(_row_taps(y, self.conv_2), tap_dim=-2, seq_dim=1)
+        y = y + self.conv_2.bias.to(y.dtype)
         return self.dropout(F.leaky_relu(y, 0.01))
 
 

@@ -129,7 +129,7 @@ class Cell:
     epochs: int = PROTOCOL["epochs"]
     eval_every: int = PROTOCOL["eval_every"]
     threads: int = PROTOCOL["threads"]
-    fast: bool = False    # train.fast=true (bf16 where native, the fastest aggregation path)
+    fast: bool = False    # train.fast=true (bf16 where native, the fastest path, bits dropout masks)
 
     @property
     def world(self) -> str:

@@ -80,7 +80,8 @@ def record_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="print each cell's command and exit")
     parser.add_argument("--fast", action="store_true",
                         help="every run in fast mode (train.fast=true), into <study>_fast.csv: "
-                             "numbers that differ from the record by rounding (see study 09)")
+                             "numbers that differ from the record by rounding and dropout "
+                             "draws (see study 09)")
     args = parser.parse_args(argv)
     if args.fast and "09" in args.study:
         parser.error("--fast: study 09 is fast mode already")

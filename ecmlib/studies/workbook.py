@@ -1132,7 +1132,8 @@ def _sweep_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="pass quick=True to every run")
     p.add_argument("--fast", action="store_true",
                    help="every training in fast mode (train.fast=true: bf16 where native, the "
-                        "fastest aggregation path); numbers differ from fp32 by rounding")
+                        "fastest aggregation path, bits dropout masks); numbers differ from "
+                        "the record's by rounding and dropout draws")
     p.add_argument("--metric", nargs="+", help="aggregate only these metrics (default: all numeric)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
                    help=f"seconds per notebook cell (default {DEFAULT_TIMEOUT_S})")

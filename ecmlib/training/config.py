@@ -85,8 +85,9 @@ class TrainConfig:
     # fp32 | bf16 (autocast) | auto: bf16 on a GPU with bf16 and on a CPU with native bf16
     # (AVX-512 BF16 or AMX), fp32 elsewhere. The record keeps fp32 (its numbers).
     precision: str = "fp32"
-    # Fast mode: precision=auto and the aggregation path measured fastest at the run's
-    # thread count (ecmlib.training.speed); what was chosen is saved in config.json and metrics.json.
+    # Fast mode: precision=auto, bits dropout masks and the aggregation path measured
+    # fastest at the run's thread count (ecmlib.training.speed); what was chosen is saved
+    # in config.json and metrics.json.
     fast: bool = False
     # torch CPU threads; None = a safe default (ecmlib.training.speed.default_threads, printed)
     num_threads: int | None = None

@@ -2,11 +2,13 @@
 
 ``train.fast=true`` asks for everything here at once: ``train.precision=auto`` (bf16
 autocast where the hardware computes bf16 natively: a GPU with bf16, a CPU with AVX-512
-BF16 or AMX; fp32 elsewhere) and ``model.aggregation=fastest`` (the post/background
+BF16 or AMX; fp32 elsewhere), ``model.aggregation=fastest`` (the post/background
 streams' two aggregation paths, equal up to rounding, timed on a few training steps at the
-run's thread count). :func:`resolve` turns those requests into concrete values before the
-model is built; the run's ``config.json`` and ``metrics.json`` then say what ran. The
-record's default stays fp32 on the rule's path, which reproduces the committed results.
+run's thread count and precision) and ``model.dropout_mask=bits`` (dropout's mask from
+random bits on the CPU: another random stream). :func:`resolve` turns those requests into
+concrete values before the model is built; the run's ``config.json`` and ``metrics.json``
+then say what ran. The record's default stays fp32 on the rule's path with torch's
+dropout masks, which reproduces the committed results.
 Fast mode with fp32 is not a combination: ask for ``model.aggregation=fastest`` alone.
 
 :func:`default_threads` is the thread count of a run that does not set
