@@ -79,7 +79,7 @@ def profile_setting(name: str, data, epochs: int, top: int, shapes: bool = False
     for e in events:
         by_kind[kind_of(e.key)] += e.self_cpu_time_total / 1e6 / epochs
     print(f"\n{name}: {cfg.train.precision}, {'taps' if model.aggregate_taps else 'feature'} "
-          f"path, {getattr(cfg.model, 'dropout_mask', 'torch')} dropout masks; {total:.3f} s of self CPU time per "
+          f"path, {getattr(model.base_module.dropout, 'mask', 'torch')} dropout masks; {total:.3f} s of self CPU time per "
           f"epoch (profiled, {epochs} epoch(s))")
     for kind, sec in sorted(by_kind.items(), key=lambda kv: -kv[1]):
         print(f"    {100 * sec / total:5.1f} %  {sec:.3f} s  {kind}")
