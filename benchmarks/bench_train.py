@@ -31,11 +31,12 @@ import torch
 from ecmlib.method.model import ECMNet, aggregates_taps
 from ecmlib.training.inference import evaluate_model
 from ecmlib.training.setup import load_data, make_config
+from ecmlib.training.step import training_inputs
 from ecmlib.training.train import make_optimizer, train, train_epoch
 
 
-def _epoch(model: ECMNet, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-           cfg, grouped: torch.Tensor | None, generator: torch.Generator) -> float:
+def _epoch(model: ECMNet, opt: torch.optim.Optimizer, cfg, x: torch.Tensor, y: torch.Tensor,
+           grouped: torch.Tensor | None, generator: torch.Generator) -> float:
     """Wall time of one epoch of the training loop itself (``train_epoch``)."""
     t0 = time.perf_counter()
     train_epoch(model, opt, x, y, cfg, 1, generator, grouped)
@@ -55,13 +56,14 @@ def epoch_ratio(cfg, data, repeats: int = 9) -> tuple[float, float, list[float]]
     for name, c in (("ecm", cfg), ("trunk", cfg.with_overrides({"model.streams": "pre"}))):
         torch.manual_seed(0)
         model = ECMNet(c.model).to(device).train()
-        runs[name] = (model, make_optimizer(model, c), c, model.grouped_features(x),
+        xs, grouped = training_inputs(model, x, c)
+        runs[name] = (model, make_optimizer(model, c), c, xs, grouped,
                       torch.Generator().manual_seed(0))
-        _epoch(model, runs[name][1], x, y, c, runs[name][3], runs[name][4])        # warm-up
+        _epoch(model, *runs[name][1:3], xs, y, grouped, runs[name][5])             # warm-up
     times: dict[str, list[float]] = {"ecm": [], "trunk": []}
     for _ in range(repeats):
-        for name, (model, opt, c, grouped, gen) in runs.items():
-            times[name].append(_epoch(model, opt, x, y, c, grouped, gen))
+        for name, (model, opt, c, xs, grouped, gen) in runs.items():
+            times[name].append(_epoch(model, opt, c, xs, y, grouped, gen))
     ratios = [e / t for e, t in zip(times["ecm"], times["trunk"])]
     return (sorted(times["ecm"])[repeats // 2], sorted(times["trunk"])[repeats // 2], ratios)
 

@@ -307,6 +307,11 @@ def test_kept_grouped_features_give_the_same_step_bit_for_bit(background: bool) 
     (o1, g1), (o2, g2) = steps
     assert o1.keys() == o2.keys() and all(torch.equal(o1[k], o2[k]) for k in o1)
     assert all(torch.equal(a, b) for a, b in zip(g1, g2))
+    # ... and the kept groups are what the streams read: other groups, other scores
+    torch.manual_seed(1)
+    other = model(x[idx], labels[idx], background=background,
+                  grouped=2 * kept.index_select(0, idx))
+    assert not torch.allclose(other["post_scores"], o1["post_scores"])
 
 
 def test_grouped_features_refused_where_they_cannot_apply() -> None:
@@ -316,10 +321,12 @@ def test_grouped_features_refused_where_they_cannot_apply() -> None:
     good = model.grouped_features(x)
     with pytest.raises(ValueError, match=r"grouped must be group_snippets\(x\)"):
         model(x, labels, grouped=good[:, :, :, :-1])                 # wrong shape
+    with pytest.raises(ValueError, match=r"grouped must be group_snippets\(x\)"):
+        model.post_scores(x, torch.rand(2, 4, 10), good[:1])         # another batch's
     taps = small_model()
     taps.aggregate_taps = True                                       # aggregates conv_1's taps
     assert taps.grouped_features(x) is None
-    with pytest.raises(ValueError, match="aggregates features"):
+    with pytest.raises(ValueError, match="aggregate the features"):
         taps(x, labels, grouped=good)
     pre = ECMNet(ModelConfig(feat_dim=8, hidden_dim=6, num_classes=4, num_snippets=10,
                              streams="pre"))
@@ -364,3 +371,7 @@ def test_bits_dropout_keeps_and_scales_like_dropout() -> None:
     assert model.base_module.dropout.mask == "bits"
     assert ECMNet(ModelConfig(feat_dim=8, hidden_dim=6, num_classes=4,
                               num_snippets=10)).base_module.dropout.mask == "torch"
+    assert "mask=bits" in repr(Dropout(0.5, mask="bits"))
+    assert Dropout(0.5, True).inplace                             # nn.Dropout's own arguments
+    with pytest.raises(ValueError, match="mask must be torch or bits"):
+        Dropout(0.5, mask="coin")

@@ -47,6 +47,10 @@ def test_a_fast_run_records_what_it_ran_and_resumes_on_it(tmp_path, monkeypatch)
     assert res.metrics["precision"] == "bf16"
     assert res.metrics["aggregation_path"] == saved["model"]["aggregation"]
     assert saved["model"]["dropout_mask"] == res.metrics["dropout_mask"] == "bits"
+    assert res.model.base_module.dropout.mask == "bits"
+    # fast mode resolves only an 'auto' mask: a resume naming torch's masks is another run
+    named = cfg.with_overrides({"model.dropout_mask": "torch"})
+    assert set(config_differences(saved, named)) == {"model.dropout_mask"}
     # The request (fast) matches what it resolved to: a resume or a collection accepts it.
     assert config_differences(saved, cfg) == {}
     # A plain fp32 request does not match a bf16 run.
@@ -77,7 +81,8 @@ def test_default_threads_is_one_beside_another_run(monkeypatch):
 
 def test_fastest_path_is_one_of_the_two():
     cfg = make_config("THUMOS14", synthetic="tiny", overrides=["model.aggregation=fastest"])
-    times = speed.time_aggregation_paths(cfg.model, 4, torch.device("cpu"), steps=1)
+    times = speed.time_aggregation_paths(cfg.with_overrides({"train.batch_size": 4}),
+                                         torch.device("cpu"), steps=1)
     assert set(times) == {"features", "taps"} and all(t > 0 for t in times.values())
     resolved = speed.resolve(cfg, torch.device("cpu"))
     assert resolved.model.aggregation in ("features", "taps")
@@ -142,18 +147,41 @@ def test_dropout_mask_resolution(asked, fast, expected):
 
 def test_a_record_run_draws_torchs_masks_and_old_runs_resume_on_them(tmp_path):
     """The record's runs keep torch's masks; a run saved before the option existed (no
-    ``dropout_mask`` in config.json) resumes on torch's masks too, even when fast."""
+    ``dropout_mask`` in config.json or in last.pth) resumes on torch's masks, also when the
+    resume names them, and is refused bits."""
     cfg = make_config("THUMOS14", synthetic="tiny", epochs=1, overrides=["train.num_threads=1"])
     res = train(cfg, out_dir=tmp_path / "run", progress=False, log=None)
-    config = tmp_path / "run" / "config.json"
+    config, last = tmp_path / "run" / "config.json", tmp_path / "run" / "last.pth"
     saved = json.loads(config.read_text())
     assert saved["model"]["dropout_mask"] == res.metrics["dropout_mask"] == "torch"
-    del saved["model"]["dropout_mask"]                     # as an older ecmlib wrote it
-    assert config_differences(saved, cfg) == {}
+    del saved["model"]["dropout_mask"]                     # as an older ecmlib wrote them
     config.write_text(json.dumps(saved))
-    res2 = train(cfg.with_overrides({"train.epochs": 2}), out_dir=tmp_path / "run",
-                 resume=tmp_path / "run", progress=False, log=None)
+    ckpt = torch.load(last, weights_only=True)
+    del ckpt["ecmlib_config"]["model"]["dropout_mask"]
+    torch.save(ckpt, last)
+    assert config_differences(saved, cfg) == {}
+    named = cfg.with_overrides({"train.epochs": 2, "model.dropout_mask": "torch"})
+    assert config_differences(saved, named) == {"train.epochs": (1, 2)}
+    bits = cfg.with_overrides({"train.epochs": 2, "model.dropout_mask": "bits"})
+    assert set(config_differences(saved, bits)) == {"train.epochs", "model.dropout_mask"}
+    res2 = train(named, out_dir=tmp_path / "run", resume=tmp_path / "run", progress=False,
+                 log=None)
     assert res2.metrics["dropout_mask"] == "torch" and len(res2.history) == 2
-    bits = make_config("THUMOS14", synthetic="tiny", epochs=2,
-                       overrides=["train.num_threads=1", "model.dropout_mask=bits"])
-    assert set(config_differences(json.loads(config.read_text()), bits)) == {"model.dropout_mask"}
+    assert res2.model.base_module.dropout.mask == "torch"
+
+
+def test_off_the_cpu_the_mask_is_torchs():
+    """Dropout on a GPU is torch's own (fast there): that is what a run records."""
+    for asked in ("auto", "bits", "torch"):
+        assert speed.resolve_dropout_mask(asked, True, torch.device("cuda")) == "torch"
+    assert speed.resolve_dropout_mask("auto", True, torch.device("cpu")) == "bits"
+
+
+def test_fast_results_written_before_masks_were_recorded_read_as_torchs(tmp_path):
+    study = design.studies()["09"]
+    table = collect.read_study("09_fast_mode_validation")
+    old = tmp_path / study.csv_name
+    table.drop(columns="dropout_mask").to_csv(old, index=False)
+    from ecmlib.studies.results import read_results
+    got = read_results(old, study.cells, collect.columns_of(study))
+    assert list(got.columns) == list(table.columns) and set(got["dropout_mask"]) == {"torch"}

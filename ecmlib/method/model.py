@@ -79,6 +79,12 @@ class ModelConfig:
                 f"top-k is int(num_snippets * topk_ratio) = {self.topk}; it must be >= 1")
 
     @property
+    def drawn_mask(self) -> str:
+        """The dropout mask a model of this config draws on the CPU: 'bits' or 'torch'
+        ('auto' is torch's, as every run drew before the option existed)."""
+        return "bits" if self.dropout_mask == "bits" else "torch"
+
+    @property
     def topk(self) -> int:
         """k of the top-k pooling: int(T_cfg * r), exactly as the authors compute it."""
         return int(self.num_snippets * self.topk_ratio)
@@ -100,9 +106,14 @@ class Dropout(nn.Dropout):
     Elsewhere (CUDA) torch's own dropout runs, which is fast there.
     """
 
-    def __init__(self, p: float = 0.5, mask: str = "torch") -> None:
-        super().__init__(p)
+    def __init__(self, p: float = 0.5, inplace: bool = False, *, mask: str = "torch") -> None:
+        super().__init__(p, inplace)
+        if mask not in ("torch", "bits"):
+            raise ValueError(f"Dropout: mask must be torch or bits, got {mask!r}")
         self.mask = mask
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, mask={self.mask}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or not 0 < self.p < 1 or x.device.type != "cpu":
@@ -310,8 +321,7 @@ class ECMNet(nn.Module):
         if overrides:
             cfg = ModelConfig(**{**cfg.__dict__, **overrides})
         self.cfg = cfg
-        self.base_module = Trunk(cfg.feat_dim, cfg.hidden_dim, cfg.dropout,
-                                 "bits" if cfg.dropout_mask == "bits" else "torch")
+        self.base_module = Trunk(cfg.feat_dim, cfg.hidden_dim, cfg.dropout, cfg.drawn_mask)
         self.classifier_module = Classifier(cfg.hidden_dim, cfg.num_classes)
         if cfg.transition == "learned":
             self.attention_module = Transition(cfg.num_classes, cfg.num_classes)
@@ -350,8 +360,11 @@ class ECMNet(nn.Module):
         snippets. ``grouped`` is ``group_snippets(x, G)`` when the caller already holds it
         (the training loop keeps it for the whole split: the features never change).
         """
-        n, _, t = x.shape
+        n, d, t = x.shape
         c, g = weights.shape[1], self.cfg.groups
+        if grouped is not None and tuple(grouped.shape) != (n, g, d, -(-t // g)):
+            raise ValueError(f"grouped must be group_snippets(x) {[n, g, d, -(-t // g)]}, "
+                             f"got {list(grouped.shape)}")
         xg = group_snippets(x, g) if grouped is None else grouped     # [N, G, D, T/G]
         pad = xg.shape[-1] * g - t
         if pad:
@@ -458,12 +471,9 @@ class ECMNet(nn.Module):
         """
         if x.dim() != 3 or x.shape[1] != self.cfg.feat_dim:
             raise ValueError(f"features must be [B, {self.cfg.feat_dim}, T], got {tuple(x.shape)}")
-        if grouped is not None:
-            g = self.cfg.groups
-            want = (x.shape[0], g, x.shape[1], -(-x.shape[2] // g))
-            if tuple(grouped.shape) != want or not self.aggregates_features:
-                raise ValueError(f"grouped must be group_snippets(x) [{want}] of a model that "
-                                 f"aggregates features, got {tuple(grouped.shape)}")
+        if grouped is not None and not self.aggregates_features:
+            raise ValueError("grouped: only a model whose streams aggregate the features x "
+                             "takes group_snippets(x) (see grouped_features)")
         if labels is not None and self.cfg.streams != "pre" and self.aggregate_taps:
             h, src = self.base_module.forward_taps(x)             # [B, H, T], taps [B, 3, H, T]
             cas = self.classifier_module(h)                       # [B, C, T]

@@ -51,6 +51,11 @@ def read_results(path: str | Path, cells: Sequence[Any], columns: Sequence[str])
         raise ResultsError(f"{path}: the file is empty (not even a header line)") from None
     except pd.errors.ParserError as err:
         raise ResultsError(f"{path}: not a readable CSV ({err})") from None
+    if "dropout_mask" in columns and "dropout_mask" not in table.columns \
+            and "precision" in table.columns:
+        # a fast-mode file from before runs recorded their mask: every run then drew torch's
+        after = "aggregation_path" if "aggregation_path" in table.columns else "precision"
+        table.insert(list(table.columns).index(after) + 1, "dropout_mask", "torch")
     validate(table, cells, columns, str(path))
     return table
 

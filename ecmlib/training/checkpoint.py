@@ -167,6 +167,8 @@ def config_differences(saved: dict[str, Any], cfg: ExperimentConfig,
     except (ValueError, TypeError, AttributeError) as err:
         raise ValueError(f"{source}: cannot read the run's configuration ({err})") from None
     new = _flat_config(cfg.to_dict())
+    if old.get("model.dropout_mask") == "auto":   # saved before the option existed: torch's
+        old["model.dropout_mask"] = "torch"
     keys = [*new, *(k for k in old if k not in new)]
     diff = {k: (old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)}
     # What fast mode resolves at run time is saved concrete: a request for it matches.
@@ -183,8 +185,8 @@ RESOLVED_AT_RUN_TIME = ("train.precision", "model.aggregation", "model.dropout_m
 def _asks_resolution(cfg: ExperimentConfig, key: str) -> bool:
     if key == "train.precision":
         return cfg.train.fast or cfg.train.precision == "auto"
-    if key == "model.dropout_mask":
-        return cfg.train.fast or cfg.model.dropout_mask == "auto"
+    if key == "model.dropout_mask":          # fast mode resolves only an 'auto' mask
+        return cfg.model.dropout_mask == "auto"
     return cfg.train.fast or cfg.model.aggregation == "fastest"
 
 

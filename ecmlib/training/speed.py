@@ -19,7 +19,6 @@ active, else the physical cores not already busy.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -63,27 +62,26 @@ def resolve_precision(asked: str, legacy_bf16: bool, device: torch.device) -> tu
     return ("bf16", f"CPU with {native}") if native else ("fp32", "CPU without native bf16")
 
 
-def time_aggregation_paths(model_cfg: Any, batch: int, device: torch.device,
-                           steps: int = 3, precision: str = "fp32") -> dict[str, float]:
-    """Median seconds of one training step (forward, ECM losses, backward) on random
-    inputs of the run's shape and precision, per aggregation path ('features', 'taps')."""
-    from ..method.losses import LossConfig, compute_losses
+def time_aggregation_paths(cfg: Any, device: torch.device, steps: int = 3) -> dict[str, float]:
+    """Median seconds of one training step (``step.step_losses``, backward) per aggregation
+    path ('features', 'taps'), on random inputs of the run's shape held as the run holds
+    its features (precision, kept grouped snippets)."""
     from ..method.model import ECMNet
+    from .step import step_losses, training_inputs
+    m = cfg.model
     gen = torch.Generator().manual_seed(0)
-    x = torch.rand(batch, model_cfg.feat_dim, model_cfg.num_snippets, generator=gen).to(device)
-    y = (torch.rand(batch, model_cfg.num_classes, generator=gen) < 0.1).float().to(device)
+    x = torch.rand(cfg.train.batch_size, m.feat_dim, m.num_snippets, generator=gen).to(device)
+    y = (torch.rand(cfg.train.batch_size, m.num_classes, generator=gen) < 0.1).float().to(device)
     y[:, 0] = 1.0  # every video has a label, as in training
     out = {}
     for path in ("features", "taps"):
-        model = ECMNet(dataclasses.replace(model_cfg, aggregation=path)).to(device).train()
+        path_cfg = cfg.with_overrides({"model.aggregation": path})
+        model = ECMNet(path_cfg.model).to(device).train()
+        xs, grouped = training_inputs(model, x, path_cfg)
         times = []
         for _ in range(steps + 1):  # the first step warms up
             t0 = time.perf_counter()
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                step = model(x, y)
-            step = {k: v.float() for k, v in step.items()}
-            loss = compute_losses(step, y, LossConfig(), model_cfg.streams)["loss_total"]
-            loss.backward()
+            step_losses(model, xs, y, path_cfg, grouped)["loss_total"].backward()
             if device.type == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)
@@ -102,15 +100,14 @@ def resolve(cfg: Any, device: torch.device, log: Callable[[str], None] | None = 
         else cfg.model.aggregation
     precision, why = resolve_precision(precision_asked, cfg.train.bf16, device)
     changes = {"train.precision": precision,
-               "model.dropout_mask": resolve_dropout_mask(cfg.model.dropout_mask, cfg.train.fast)}
+               "model.dropout_mask": resolve_dropout_mask(cfg.model.dropout_mask,
+                                                          cfg.train.fast, device)}
     if precision_asked == "auto":
         say(f"precision: {precision} ({why})")
     if cfg.train.fast:
         say(f"dropout mask: {changes['model.dropout_mask']}")
     if aggregation == "fastest" and cfg.model.streams != "pre":
-        model_cfg = dataclasses.replace(cfg.model, dropout_mask=changes["model.dropout_mask"])
-        times = time_aggregation_paths(model_cfg, cfg.train.batch_size, device,
-                                       precision=precision)
+        times = time_aggregation_paths(cfg.with_overrides(changes), device)
         aggregation = min(times, key=times.get)
         say(f"aggregation path: {aggregation} (one step: features {1e3 * times['features']:.0f} "
             f"ms, taps {1e3 * times['taps']:.0f} ms at {torch.get_num_threads()} thread(s))")
@@ -120,12 +117,13 @@ def resolve(cfg: Any, device: torch.device, log: Callable[[str], None] | None = 
     return cfg.with_overrides(changes)
 
 
-def resolve_dropout_mask(asked: str, fast: bool) -> str:
-    """'torch' or 'bits' for ``model.dropout_mask``: 'auto' is bits in fast mode, else
-    torch (what every run before the option existed drew)."""
-    if asked != "auto":
-        return asked
-    return "bits" if fast else "torch"
+def resolve_dropout_mask(asked: str, fast: bool, device: torch.device | None = None) -> str:
+    """The mask a run draws, 'torch' or 'bits', for ``model.dropout_mask``: 'auto' is bits
+    in fast mode, else torch (what every run drew before the option existed); off the CPU
+    torch's own dropout runs (fast there), so it is torch whatever was asked."""
+    if device is not None and device.type != "cpu":
+        return "torch"
+    return "bits" if asked == "bits" or (asked == "auto" and fast) else "torch"
 
 
 def other_ecmlib_runs() -> int:

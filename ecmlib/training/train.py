@@ -56,7 +56,6 @@ from ..data.features import FeatureSet
 from ..data.safeload import load_checkpoint_file
 from ..io import atomic_write_json, prepare_run_dir
 from ..method.evaluation import GroundTruth, format_table
-from ..method.losses import compute_losses
 from ..method.model import ECMNet, aggregates_taps
 from . import runlock, speed
 from .checkpoint import (OpenedResume, RunState, check_compatible, load_checkpoint,
@@ -66,20 +65,21 @@ from .config import ExperimentConfig
 from .inference import Evaluation, evaluate_model, result_json, write_txt_results
 from .setup import (ground_truth_for, load_data, load_features, make_config, resolve_device,
                     seed_everything)
+from .step import step_losses, training_inputs
 from .tblog import ScalarLog
 
 
 def _resolve_speed(cfg: ExperimentConfig, ckpt: dict[str, Any] | None, device: torch.device,
                    say: Callable[[str], None]) -> ExperimentConfig:
-    """``cfg`` with concrete precision and aggregation path: a resumed run keeps what its
-    checkpoint ran with, a new one resolves fast mode's requests (``ecmlib.training.speed``)."""
+    """``cfg`` with concrete precision, aggregation path and dropout mask: a resumed run
+    keeps what its checkpoint ran with, a new one resolves fast mode's requests
+    (``ecmlib.training.speed``)."""
     saved = (ckpt or {}).get("ecmlib_config")
     if isinstance(saved, dict):
         old = ExperimentConfig.from_dict(saved)
         return cfg.with_overrides({"train.precision": old.train.precision,
                                    "model.aggregation": old.model.aggregation,
-                                   "model.dropout_mask": speed.resolve_dropout_mask(
-                                       old.model.dropout_mask, fast=False)})
+                                   "model.dropout_mask": old.model.drawn_mask})
     return speed.resolve(cfg, device, say)
 
 
@@ -183,11 +183,8 @@ def _train(cfg: ExperimentConfig, data: tuple[FeatureSet, FeatureSet] | None = N
     x_train = torch.from_numpy(train_set.features).to(device)
     y_train = torch.from_numpy(train_set.labels).to(device)
     x_test = torch.from_numpy(test_set.features).to(device)
-    if cfg.train.precision == "bf16":
-        # autocast would cast the features to bf16 in every batch: the same numbers, once
-        x_train = x_train.to(torch.bfloat16)
     model = ECMNet(cfg.model).to(device)
-    grouped = model.grouped_features(x_train)  # the streams' view of x, built once per run
+    x_train, grouped = training_inputs(model, x_train, cfg)
     optimizer = make_optimizer(model, cfg)
     generator = torch.Generator().manual_seed(cfg.train.seed)
     state = (restore_run(opened, cfg, run_dir, model, optimizer, generator, device, say, warn)
@@ -233,19 +230,13 @@ def train_epoch(model: ECMNet, optimizer: torch.optim.Optimizer, x: torch.Tensor
     for group in optimizer.param_groups:
         group["lr"] = lr
     model.train()
-    background = cfg.loss.background and cfg.model.streams != "pre"
-    use_bf16 = cfg.train.precision == "bf16"
     sums: dict[str, float] = {}            # every term compute_losses reports, in its order
     perm = torch.randperm(len(x), generator=generator).to(x.device)
     for i in range(0, len(perm), cfg.train.batch_size):
         idx = perm[i:i + cfg.train.batch_size]
         # index_select copies whole rows (plain x[idx] gathers element by element, 3x slower)
-        yb = y.index_select(0, idx)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            out = model(x.index_select(0, idx), yb, background=background,
-                        grouped=None if grouped is None else grouped.index_select(0, idx))
-        out = {k: v.float() for k, v in out.items()}
-        terms = compute_losses(out, yb, cfg.loss, cfg.model.streams)
+        terms = step_losses(model, x.index_select(0, idx), y.index_select(0, idx), cfg,
+                            None if grouped is None else grouped.index_select(0, idx))
         optimizer.zero_grad(set_to_none=True)
         terms["loss_total"].backward()
         optimizer.step()
