@@ -57,13 +57,14 @@ def epoch_ratio(cfg, data, repeats: int = 9) -> tuple[float, float, list[float]]
         torch.manual_seed(0)
         model = ECMNet(c.model).to(device).train()
         xs, grouped = training_inputs(model, x, c)
-        runs[name] = (model, make_optimizer(model, c), c, xs, grouped,
+        # _epoch's arguments: model, optimiser, config, features, labels, groups, generator
+        runs[name] = (model, make_optimizer(model, c), c, xs, y, grouped,
                       torch.Generator().manual_seed(0))
-        _epoch(model, *runs[name][1:3], xs, y, grouped, runs[name][5])             # warm-up
+        _epoch(*runs[name])                                                        # warm-up
     times: dict[str, list[float]] = {"ecm": [], "trunk": []}
     for _ in range(repeats):
-        for name, (model, opt, c, xs, grouped, gen) in runs.items():
-            times[name].append(_epoch(model, opt, c, xs, y, grouped, gen))
+        for name, run in runs.items():
+            times[name].append(_epoch(*run))
     ratios = [e / t for e, t in zip(times["ecm"], times["trunk"])]
     return (sorted(times["ecm"])[repeats // 2], sorted(times["trunk"])[repeats // 2], ratios)
 
