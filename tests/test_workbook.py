@@ -179,7 +179,9 @@ def test_workbook_runs_notebooks_in_order_into_a_fresh_folder(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert [e["notebook"] for e in summary["notebooks"]] == ["01_alpha", "03_gamma"]
     assert all(e["status"] == "ok" for e in summary["notebooks"]) and summary["failed"] == []
-    assert summary["total_wall_s"] >= sum(e["wall_s"] for e in summary["notebooks"]) > 0
+    walls = [e["wall_s"] for e in summary["notebooks"]]
+    # each figure is rounded to 0.01 s, so the sum may pass the total by half a cent per term
+    assert summary["total_wall_s"] >= sum(walls) - 0.005 * (len(walls) + 1) and min(walls) > 0
     # each notebook wrote into its own out_dir, got quick=True, and ran in its own folder
     info = [json.loads((out / n / "info.json").read_text()) for n in ("01_alpha", "03_gamma")]
     assert all(i["quick"] is True and Path(i["cwd"]) == FIXTURES.resolve() for i in info)
