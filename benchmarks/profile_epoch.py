@@ -1,7 +1,7 @@
 """Where a training epoch's time goes: torch.profiler over ``train_epoch`` at one thread.
 
 Profiles ``--epochs`` epochs of ECM on ``thumos14-mini`` (after one warm-up epoch) in the
-record's setting and in fast mode's settings (bf16, the feature and the taps path, bits
+record's setting, the trunk alone (pre stream; ``bench_train`` (1)'s denominator) and in fast mode's settings (bf16, the feature and the taps path, bits
 dropout masks), and prints each one's self CPU time by kind of work and its top operators.
 The features are held as ``train`` holds them (bf16 in bf16 runs; the feature path's
 grouped snippets kept for the run). For the share of evaluation in a whole run, see
@@ -9,7 +9,7 @@ grouped snippets kept for the run). For the share of evaluation in a whole run, 
 trains.
 
 Usage: python benchmarks/profile_epoch.py [--epochs N] [--top K] [--shapes]
-                                          [--only record fast fast-taps]
+                                          [--only record trunk fast fast-taps]
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from ecmlib.training.train import make_optimizer, train_epoch
 
 SETTINGS = {
     "record": [],
+    "trunk": ["model.streams=pre"],          # bench_train's denominator: the pre stream alone
     "fast": ["train.precision=bf16", "model.aggregation=features", "model.dropout_mask=bits"],
     "fast-taps": ["train.precision=bf16", "model.aggregation=taps", "model.dropout_mask=bits"],
 }

@@ -375,3 +375,77 @@ def test_bits_dropout_keeps_and_scales_like_dropout() -> None:
     assert Dropout(0.5, True).inplace                             # nn.Dropout's own arguments
     with pytest.raises(ValueError, match="mask must be torch or bits"):
         Dropout(0.5, mask="coin")
+
+
+def _layout_step(x: torch.Tensor, labels: torch.Tensor, bf16: bool, taps: bool,
+                 transition: str = "learned") -> tuple[dict, dict]:
+    """Outputs and gradients of one training step of a mid-sized model on x, as held."""
+    torch.manual_seed(0)
+    model = ECMNet(ModelConfig(feat_dim=64, hidden_dim=32, num_classes=4, num_snippets=48,
+                               dropout_mask="bits", transition=transition)).train()
+    model.aggregate_taps = taps
+    torch.manual_seed(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        out = model(x, labels)
+    out = {k: v.float() for k, v in out.items()}
+    compute_losses(out, labels, LossConfig())["loss_total"].backward()
+    return out, {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("taps, transition", [(False, "learned"), (True, "learned"),
+                                              (False, "independent")])
+def test_time_major_features_give_the_same_bf16_step(taps: bool, transition: str) -> None:
+    """Features stored time-major (how bf16 runs hold them on the CPU) train exactly as
+    contiguous ones in bf16 where the CPU has native bf16 (the channels-last kernels sum
+    in the same order), and to rounding in fp32 and elsewhere."""
+    from ecmlib.method.model import channels_last, is_channels_last
+    from ecmlib.training.speed import cpu_bf16
+    x = torch.rand(5, 64, 47, generator=torch.Generator().manual_seed(3))   # T % G != 0
+    labels = torch.tensor([[1, 0, 0, 1], [0, 1, 0, 0], [1, 1, 1, 0], [0, 0, 1, 0], [1, 0, 0, 0]],
+                          dtype=torch.float32)
+    assert is_channels_last(channels_last(x)) and not is_channels_last(x)
+    for bf16 in (True, False):
+        x_in = x.to(torch.bfloat16) if bf16 else x
+        o1, g1 = _layout_step(x_in, labels, bf16, taps, transition)
+        o2, g2 = _layout_step(channels_last(x_in), labels, bf16, taps, transition)
+        assert o1.keys() == o2.keys() and g1.keys() == g2.keys()
+        if bf16 and cpu_bf16():
+            assert all(torch.equal(o1[k], o2[k]) for k in o1)
+            assert all(torch.equal(g1[n], g2[n]) for n in g1), \
+                [n for n in g1 if not torch.equal(g1[n], g2[n])]
+        else:
+            tol = dict(rtol=2e-2, atol=2e-2) if bf16 else dict(rtol=1e-4, atol=1e-5)
+            for k in o1:
+                torch.testing.assert_close(o1[k], o2[k], **tol)
+            for n in g1:
+                torch.testing.assert_close(g1[n], g2[n], **tol)
+
+
+def test_conv1d_keeps_the_layout_it_is_given() -> None:
+    from ecmlib.method.model import Conv1d, channels_last, conv1d, is_channels_last
+    x = torch.rand(3, 10, 17, generator=torch.Generator().manual_seed(4))
+    conv = Conv1d(10, 6, kernel_size=3, padding=1)
+    want = torch.nn.functional.conv1d(x, conv.weight, conv.bias, padding=1)
+    assert torch.equal(conv(x), want) and conv(x).is_contiguous()     # nn.Conv1d's own kernel
+    got = conv(channels_last(x))
+    assert is_channels_last(got)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(conv1d(channels_last(x), conv.weight[:, :, :1]),
+                               torch.nn.functional.conv1d(x, conv.weight[:, :, :1]))
+    seen = []
+    conv.register_forward_hook(lambda _m, _i, o: seen.append(o.shape))   # still a module call
+    conv(channels_last(x))
+    assert seen == [torch.Size([3, 6, 17])]
+    strided = Conv1d(10, 6, kernel_size=3, stride=2)                  # not the plain case
+    torch.testing.assert_close(strided(channels_last(x)), strided(x))
+
+
+def test_bits_dropout_draws_the_same_mask_in_either_layout() -> None:
+    from ecmlib.method.model import Dropout, channels_last, is_channels_last
+    x = torch.rand(4, 16, 33).add_(0.5)
+    drop = Dropout(0.5, mask="bits").train()
+    torch.manual_seed(5)
+    want = drop(x)
+    torch.manual_seed(5)
+    got = drop(channels_last(x))
+    assert is_channels_last(got) and torch.equal(got, want)

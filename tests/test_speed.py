@@ -185,3 +185,21 @@ def test_fast_results_written_before_masks_were_recorded_read_as_torchs(tmp_path
     from ecmlib.studies.results import read_results
     got = read_results(old, study.cells, collect.columns_of(study))
     assert list(got.columns) == list(table.columns) and set(got["dropout_mask"]) == {"torch"}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_training_inputs_hold_bf16_features_time_major(precision):
+    """bf16 runs hold the features time-major on the CPU (channels-last convolutions);
+    fp32 runs keep them contiguous (the record's kernels); a batch keeps the layout."""
+    from ecmlib.method.model import ECMNet, is_channels_last
+    from ecmlib.training.step import take_videos, training_inputs
+    cfg = make_config("THUMOS14", synthetic="tiny", overrides=[f"train.precision={precision}"])
+    model = ECMNet(cfg.model)
+    x = torch.rand(6, cfg.model.feat_dim, 20, generator=torch.Generator().manual_seed(0))
+    held, grouped = training_inputs(model, x, cfg)
+    assert is_channels_last(held) == (precision == "bf16")
+    assert torch.equal(held.float(), x.to(held.dtype).float())
+    idx = torch.tensor([4, 0, 5])
+    batch = take_videos(held, idx)
+    assert torch.equal(batch, held[idx]) and is_channels_last(batch) == is_channels_last(held)
+    assert torch.equal(take_videos(grouped, idx), grouped[idx])

@@ -120,6 +120,8 @@ class Dropout(nn.Dropout):
             return super().forward(x)
         if self.mask == "bits":
             keep = random_keep(x.shape, 1 - self.p)
+            if is_channels_last(x):           # the same mask laid out as x: a multiply of
+                keep = torch.empty_like(x, dtype=torch.bool).copy_(keep)   # mixed layouts is slow
         elif x.is_contiguous():
             keep = torch.rand(x.shape, dtype=torch.float64) < 1 - self.p
         else:                                     # torch's own, where the masks could differ
@@ -142,6 +144,45 @@ def random_keep(shape: torch.Size | tuple[int, ...], q: float) -> torch.Tensor:
     return torch.from_numpy(bits).view(torch.bool).view(shape)
 
 
+def is_channels_last(x: torch.Tensor) -> bool:
+    """Whether x [N, C, T] is stored time-major ([N, T, C] in memory: a channels-last view)."""
+    return x.dim() == 3 and not x.is_contiguous() and x.transpose(1, 2).is_contiguous()
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """x [N, C, T] with the same values stored time-major (see :func:`conv1d`)."""
+    return x.transpose(1, 2).contiguous().transpose(1, 2)
+
+
+def conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+           padding: int = 0) -> torch.Tensor:
+    """``F.conv1d(x, weight, bias, padding=padding)``, in x's memory layout.
+
+    A contiguous x takes ``F.conv1d`` itself (the record's kernels, bit for bit). A
+    channels-last x (:func:`is_channels_last`) runs as a 2-D convolution over [N, C, 1, T]
+    in torch's channels_last format and returns a channels-last output: torch picks
+    channels-last oneDNN kernels only for 4-D tensors, and in bf16 oneDNN otherwise
+    reorders every input, output and gradient between layouts (on the CPU these copies
+    cost about as much as the convolutions). The bf16 numbers are the same either way
+    (``tests/test_model.py``); in fp32 the two layouts run different kernels that round
+    differently, so fp32 runs keep contiguous features.
+    """
+    if not is_channels_last(x):
+        return F.conv1d(x, weight, bias, padding=padding)
+    return F.conv2d(x.unsqueeze(2), weight.unsqueeze(2), bias, padding=(0, padding)).squeeze(2)
+
+
+class Conv1d(nn.Conv1d):
+    """``nn.Conv1d`` (same parameters, names and hooks) that keeps a channels-last input's
+    layout (:func:`conv1d`); any other input runs ``nn.Conv1d`` itself."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        plain = (self.stride, self.dilation, self.groups, self.padding_mode) == ((1,), (1,), 1, "zeros")
+        if not is_channels_last(x) or not plain or isinstance(self.padding, str):
+            return super().forward(x)
+        return conv1d(x, self.weight, self.bias, self.padding[0])
+
+
 class Trunk(nn.Module):
     """f: Conv1d(D->H, k3) -> LeakyReLU -> Conv1d(H->H, k3) -> LeakyReLU -> Dropout.
 
@@ -159,12 +200,12 @@ class Trunk(nn.Module):
     def __init__(self, feat_dim: int, hidden_dim: int, dropout: float,
                  dropout_mask: str = "torch") -> None:
         super().__init__()
-        self.conv_1 = nn.Conv1d(feat_dim, hidden_dim, kernel_size=3, padding=1)
-        self.conv_2 = nn.Conv1d(hidden_dim, hidden_dim, kernel_size=3, padding=1)
+        self.conv_1 = Conv1d(feat_dim, hidden_dim, kernel_size=3, padding=1)
+        self.conv_2 = Conv1d(hidden_dim, hidden_dim, kernel_size=3, padding=1)
         self.dropout = Dropout(dropout, mask=dropout_mask)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: [N, D, T] -> [N, H, T]
+        # x: [N, D, T] -> [N, H, T], in x's memory layout (see conv1d)
         x = F.leaky_relu(self.conv_1(x), 0.01)
         x = F.leaky_relu(self.conv_2(x), 0.01)
         return self.dropout(x)
@@ -173,7 +214,7 @@ class Trunk(nn.Module):
         """conv_1's per-tap projections without bias: x [N, D, T] -> z [N, 3, H, T]."""
         h, d, k = self.conv_1.weight.shape
         w = self.conv_1.weight.permute(2, 0, 1).reshape(k * h, d, 1)   # row k*H + o = W[o, :, k]
-        return F.conv1d(x, w).view(x.shape[0], k, h, x.shape[-1])
+        return conv1d(x, w).view(x.shape[0], k, h, x.shape[-1])
 
     def forward_taps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(trunk output [N, H, T], conv_1 taps z [N, 3, H, T]); the output equals ``forward``."""
@@ -272,10 +313,12 @@ class Classifier(nn.Module):
 
     def __init__(self, hidden_dim: int, num_classes: int) -> None:
         super().__init__()
-        self.conv = nn.Conv1d(hidden_dim, num_classes, kernel_size=1, bias=False)
+        self.conv = Conv1d(hidden_dim, num_classes, kernel_size=1, bias=False)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.conv(h)  # [N, H, L] -> [N, C, L]
+        # [N, H, L] -> [N, C, L], contiguous whatever h's layout: top-k and the streams then
+        # read the CAS exactly as from a contiguous trunk (ties included)
+        return self.conv(h).contiguous()
 
 
 class Transition(nn.Module):
@@ -283,10 +326,10 @@ class Transition(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int) -> None:
         super().__init__()
-        self.conv_1 = nn.Conv1d(in_channels, num_classes, kernel_size=1, bias=True)
+        self.conv_1 = Conv1d(in_channels, num_classes, kernel_size=1, bias=True)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.conv_1(z))
+        return torch.sigmoid(self.conv_1(z).contiguous())
 
 
 def prefer_taps(cfg: ModelConfig) -> bool:

@@ -65,7 +65,7 @@ from .config import ExperimentConfig
 from .inference import Evaluation, evaluate_model, result_json, write_txt_results
 from .setup import (ground_truth_for, load_data, load_features, make_config, resolve_device,
                     seed_everything)
-from .step import step_losses, training_inputs
+from .step import step_losses, take_videos, training_inputs
 from .tblog import ScalarLog
 
 
@@ -234,9 +234,8 @@ def train_epoch(model: ECMNet, optimizer: torch.optim.Optimizer, x: torch.Tensor
     perm = torch.randperm(len(x), generator=generator).to(x.device)
     for i in range(0, len(perm), cfg.train.batch_size):
         idx = perm[i:i + cfg.train.batch_size]
-        # index_select copies whole rows (plain x[idx] gathers element by element, 3x slower)
-        terms = step_losses(model, x.index_select(0, idx), y.index_select(0, idx), cfg,
-                            None if grouped is None else grouped.index_select(0, idx))
+        terms = step_losses(model, take_videos(x, idx), take_videos(y, idx), cfg,
+                            None if grouped is None else take_videos(grouped, idx))
         optimizer.zero_grad(set_to_none=True)
         terms["loss_total"].backward()
         optimizer.step()
