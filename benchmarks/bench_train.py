@@ -4,7 +4,8 @@ CPU (always):
   1. one epoch of ECM on ``thumos14-mini`` (all streams, all losses) over the same epoch
      of the pure trunk+classifier forward/backward (pre stream only), both through the
      training loop (``train_epoch``) at one thread, the record's mode  -> target <= 1.6x
-     (the same at all threads is printed too);
+     (the same at all threads is printed too, and the two epochs' floating-point
+     operations: the ratio the arithmetic alone sets, at equal speed per operation);
   2. the whole mini protocol (the preset's epochs, evaluation every ``eval_every``)
      -> target <= 5 min on a 2-core CPU; prints its length, wall time, the epoch where
      mAP@0.5 first rises above 0 and the best mAP;
@@ -48,10 +49,9 @@ def _epoch(model: ECMNet, opt: torch.optim.Optimizer, cfg, x: torch.Tensor, y: t
     return time.perf_counter() - t0
 
 
-def alternating_epochs(cfgs: dict, data, repeats: int = 9) -> dict[str, list[float]]:
-    """Seconds of ``repeats`` epochs of ``train_epoch`` per named config, the configs taking
-    turns epoch by epoch on the same data (a machine that drifts favours none of them).
-    Each model is built, and its features held, as ``train`` does it."""
+def _epoch_runs(cfgs: dict, data) -> dict[str, tuple]:
+    """Per named config, ``_epoch``'s arguments: model, optimiser, config, features, labels,
+    groups, generator; each model built, and its features held, as ``train`` does it."""
     device = torch.device("cuda" if next(iter(cfgs.values())).train.device != "cpu"
                           and torch.cuda.is_available() else "cpu")
     x = torch.from_numpy(data[0].features).to(device)
@@ -61,15 +61,34 @@ def alternating_epochs(cfgs: dict, data, repeats: int = 9) -> dict[str, list[flo
         torch.manual_seed(0)
         model = ECMNet(c.model).to(device).train()
         xs, grouped = training_inputs(model, x, c)
-        # _epoch's arguments: model, optimiser, config, features, labels, groups, generator
         runs[name] = (model, make_optimizer(model, c), c, xs, y, grouped,
                       torch.Generator().manual_seed(0))
-        _epoch(*runs[name])                                                        # warm-up
+    return runs
+
+
+def alternating_epochs(cfgs: dict, data, repeats: int = 9) -> dict[str, list[float]]:
+    """Seconds of ``repeats`` epochs of ``train_epoch`` per named config, the configs taking
+    turns epoch by epoch on the same data (a machine that drifts favours none of them)."""
+    runs = _epoch_runs(cfgs, data)
+    for run in runs.values():
+        _epoch(*run)                                                               # warm-up
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
             times[name].append(_epoch(*run))
     return times
+
+
+def epoch_flops(cfgs: dict, data) -> dict[str, float]:
+    """Floating-point operations of one epoch of ``train_epoch`` per named config, as
+    ``torch.utils.flop_counter`` counts them (convolutions and matmuls, forward and backward)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    out = {}
+    for name, run in _epoch_runs(cfgs, data).items():
+        with FlopCounterMode(display=False) as counter:
+            _epoch(*run)
+        out[name] = float(counter.get_total_flops())
+    return out
 
 
 def median(values: list[float]) -> float:
@@ -79,10 +98,13 @@ def median(values: list[float]) -> float:
 def epoch_ratio(cfg, data, repeats: int = 9) -> tuple[float, float, list[float]]:
     """(ECM epoch median, trunk epoch median, each repeat's ECM/trunk ratio): ECM with
     ``cfg``'s streams, the trunk with the pre stream alone (trunk, classifier, top-k, L_pre)."""
-    times = alternating_epochs({"ecm": cfg, "trunk": cfg.with_overrides({"model.streams": "pre"})},
-                               data, repeats)
+    times = alternating_epochs(_ecm_and_trunk(cfg), data, repeats)
     ratios = [e / t for e, t in zip(times["ecm"], times["trunk"])]
     return median(times["ecm"]), median(times["trunk"]), ratios
+
+
+def _ecm_and_trunk(cfg) -> dict:
+    return {"ecm": cfg, "trunk": cfg.with_overrides({"model.streams": "pre"})}
 
 
 def cpu_part(skip_protocol: bool, epochs: int | None) -> bool:
@@ -104,6 +126,10 @@ def cpu_part(skip_protocol: bool, epochs: int | None) -> bool:
           f"{trunk:.2f} s, ECM {ecm:.2f} s (medians); ECM/trunk per repeat: median {ratio:.2f}x, "
           f"range {min(ratios):.2f}-{max(ratios):.2f}x (target <= 1.6x): "
           f"{'PASS' if ratio <= 1.6 else 'FAIL'}")
+    flops = epoch_flops(_ecm_and_trunk(cfg), data)
+    print(f"    arithmetic (torch.utils.flop_counter, one epoch): ECM {flops['ecm'] / 1e9:.1f} "
+          f"GFLOP, trunk+classifier {flops['trunk'] / 1e9:.1f} GFLOP: "
+          f"{flops['ecm'] / flops['trunk']:.2f}x at equal speed per operation")
     if threads > 1:
         ecm_n, trunk_n, ratios_n = epoch_ratio(cfg, data)
         print(f"    at {threads} threads (not the record's mode): trunk+classifier {trunk_n:.2f} s, "
@@ -149,7 +175,9 @@ def fast_part(epochs: int, rounds: int, side_by_side: bool) -> bool:
     against fast mode (``train.fast=true``), each an ``epochs``-long ECM run on thumos14-mini
     at one thread with evaluation every 5 epochs, on the same data. ``rounds`` rounds in
     ABBA order (record, fast, fast, record, ...), so a machine that drifts faster or slower
-    during the benchmark favours neither; the ratio is of the summed wall times."""
+    during the benchmark favours neither; the ratio is of the summed wall times. Then, for
+    information, the epochs alone taking turns and (``side_by_side``) the two settings'
+    runs side by side in two processes."""
     from ecmlib.training.speed import cpu_bf16
     torch.set_num_threads(1)
     walls: dict[str, list[float]] = {"record": [], "fast": []}
@@ -170,18 +198,22 @@ def fast_part(epochs: int, rounds: int, side_by_side: bool) -> bool:
 
 
 def _side_worker(name: str, runs: int, epochs: int, barrier, queue) -> None:
-    torch.set_num_threads(1)
-    data = load_data(make_config("THUMOS14", synthetic="thumos14-mini", overrides=RUN_BASE))
-    barrier.wait()                                   # both processes start training together
-    done = [_timed_run(name, epochs, data)[:2] for _ in range(runs)]
-    queue.put((name, done))
+    try:
+        torch.set_num_threads(1)
+        data = load_data(make_config("THUMOS14", synthetic="thumos14-mini", overrides=RUN_BASE))
+        barrier.wait(timeout=600)                    # both processes start training together
+        queue.put((name, [_timed_run(name, epochs, data)[:2] for _ in range(runs)]))
+    except BaseException as e:                       # the parent reports it instead of waiting
+        queue.put((name, f"{type(e).__name__}: {e}"))
+        raise
 
 
 def _side_by_side(epochs: int) -> None:
     """The record's setting once and fast mode twice in a row, in two processes started
     together at one thread each (information): both see the same minutes of the machine
     (its speed drifts within minutes), at the price of sharing its memory bandwidth, as a
-    grid's two cells do."""
+    grid's two cells do. Whichever process finishes first leaves the other the machine
+    alone for its last seconds (a small bias towards that one)."""
     import multiprocessing as mp
     ctx = mp.get_context("spawn")
     barrier, queue = ctx.Barrier(2), ctx.Queue()
@@ -189,9 +221,12 @@ def _side_by_side(epochs: int) -> None:
              for name, runs in (("record", 1), ("fast", 2))]
     for p in procs:
         p.start()
-    got = dict(queue.get() for _ in procs)
+    got = dict(queue.get(timeout=3600) for _ in procs)
     for p in procs:
         p.join()
+    failed = {name: why for name, why in got.items() if isinstance(why, str)}
+    if failed:
+        raise RuntimeError(f"side-by-side run failed: {failed}")
     for name in ("record", "fast"):
         for _, line in got[name]:
             print("    side by side: " + line)
@@ -205,9 +240,8 @@ def _fast_epochs_alternating(data, repeats: int = 9) -> None:
     """The two settings' training epochs taking turns, epoch by epoch (information: the
     whole runs above are what the target is about, evaluation included)."""
     from ecmlib.training import speed
-    base = ["train.device=cpu", "train.num_threads=1", "train.seed=0"]
-    cfgs = {name: make_config("THUMOS14", synthetic="thumos14-mini", overrides=base + extra)
-            for name, extra in (("record", []), ("fast", ["train.fast=true"]))}
+    cfgs = {name: make_config("THUMOS14", synthetic="thumos14-mini", overrides=RUN_BASE + extra)
+            for name, extra in SETTINGS.items()}
     cfgs["fast"] = speed.resolve(cfgs["fast"], torch.device("cpu"))
     times = alternating_epochs(cfgs, data, repeats)
     ratios = [r / f for r, f in zip(times["record"], times["fast"])]

@@ -1,9 +1,10 @@
 """Where a training epoch's time goes: torch.profiler over ``train_epoch`` at one thread.
 
 Profiles ``--epochs`` epochs of ECM on ``thumos14-mini`` (after one warm-up epoch) in the
-record's setting, the trunk alone (pre stream; ``bench_train`` (1)'s denominator) and in fast mode's settings (bf16, the feature and the taps path, bits
-dropout masks), and prints each one's self CPU time by kind of work and its top operators.
-The features are held as ``train`` holds them (bf16 in bf16 runs; the feature path's
+record's setting, the trunk alone (pre stream; ``bench_train`` (1)'s denominator) and in
+fast mode's settings (bf16, the feature and the taps path, bits dropout masks), and
+prints each one's self CPU time by kind of work and its top operators. The features are
+held as ``train`` holds them (bf16 and time-major in bf16 runs; the feature path's
 grouped snippets kept for the run). For the share of evaluation in a whole run, see
 ``history.csv`` (``train_time_s``, ``eval_time_s``) of the runs ``bench_train.py`` (3)
 trains.
@@ -85,8 +86,9 @@ def profile_setting(name: str, data, epochs: int, top: int, shapes: bool = False
     by_kind: dict[str, float] = defaultdict(float)
     for e in events:
         by_kind[kind_of(e.key)] += e.self_cpu_time_total / 1e6 / epochs
+    mask = getattr(model.base_module.dropout, "mask", "torch")
     print(f"\n{name}: {cfg.train.precision}, {'taps' if model.aggregate_taps else 'feature'} "
-          f"path, {getattr(model.base_module.dropout, 'mask', 'torch')} dropout masks; {total:.3f} s of self CPU time per "
+          f"path, {mask} dropout masks; {total:.3f} s of self CPU time per "
           f"epoch (profiled, {epochs} epoch(s))")
     for kind, sec in sorted(by_kind.items(), key=lambda kv: -kv[1]):
         print(f"    {100 * sec / total:5.1f} %  {sec:.3f} s  {kind}")

@@ -266,11 +266,12 @@ def test_dropout_corner_cases_are_torchs() -> None:
     from ecmlib.method.model import Dropout
     x = torch.randn(4, 6, 5)
     assert torch.equal(Dropout(1.0).train()(x), torch.zeros_like(x))
-    strided = x.transpose(1, 2)                           # not contiguous: torch's own draw
+    strided = x[:, :, ::2]                    # neither contiguous nor time-major: torch's own
     torch.manual_seed(3)
     ref = torch.nn.functional.dropout(strided, 0.5, training=True)
     torch.manual_seed(3)
     assert torch.equal(Dropout(0.5).train()(strided), ref)
+    # a time-major view draws its contiguous copy's mask (test_dropout_draws_the_same_mask...)
 
 
 def test_group_snippets_by_hand() -> None:
@@ -378,11 +379,11 @@ def test_bits_dropout_keeps_and_scales_like_dropout() -> None:
 
 
 def _layout_step(x: torch.Tensor, labels: torch.Tensor, bf16: bool, taps: bool,
-                 transition: str = "learned") -> tuple[dict, dict]:
+                 transition: str, mask: str) -> tuple[dict, dict]:
     """Outputs and gradients of one training step of a mid-sized model on x, as held."""
     torch.manual_seed(0)
     model = ECMNet(ModelConfig(feat_dim=64, hidden_dim=32, num_classes=4, num_snippets=48,
-                               dropout_mask="bits", transition=transition)).train()
+                               dropout_mask=mask, transition=transition)).train()
     model.aggregate_taps = taps
     torch.manual_seed(1)
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -392,9 +393,11 @@ def _layout_step(x: torch.Tensor, labels: torch.Tensor, bf16: bool, taps: bool,
     return out, {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
-@pytest.mark.parametrize("taps, transition", [(False, "learned"), (True, "learned"),
-                                              (False, "independent")])
-def test_time_major_features_give_the_same_bf16_step(taps: bool, transition: str) -> None:
+@pytest.mark.parametrize("taps, transition, mask", [
+    (False, "learned", "bits"), (True, "learned", "bits"), (False, "independent", "bits"),
+    (False, "learned", "torch"), (True, "learned", "torch")])
+def test_time_major_features_give_the_same_bf16_step(taps: bool, transition: str,
+                                                     mask: str) -> None:
     """Features stored time-major (how bf16 runs hold them on the CPU) train exactly as
     contiguous ones in bf16 where the CPU has native bf16 (the channels-last kernels sum
     in the same order), and to rounding in fp32 and elsewhere."""
@@ -406,8 +409,8 @@ def test_time_major_features_give_the_same_bf16_step(taps: bool, transition: str
     assert is_channels_last(channels_last(x)) and not is_channels_last(x)
     for bf16 in (True, False):
         x_in = x.to(torch.bfloat16) if bf16 else x
-        o1, g1 = _layout_step(x_in, labels, bf16, taps, transition)
-        o2, g2 = _layout_step(channels_last(x_in), labels, bf16, taps, transition)
+        o1, g1 = _layout_step(x_in, labels, bf16, taps, transition, mask)
+        o2, g2 = _layout_step(channels_last(x_in), labels, bf16, taps, transition, mask)
         assert o1.keys() == o2.keys() and g1.keys() == g2.keys()
         if bf16 and cpu_bf16():
             assert all(torch.equal(o1[k], o2[k]) for k in o1)
@@ -437,15 +440,21 @@ def test_conv1d_keeps_the_layout_it_is_given() -> None:
     conv(channels_last(x))
     assert seen == [torch.Size([3, 6, 17])]
     strided = Conv1d(10, 6, kernel_size=3, stride=2)                  # not the plain case
-    torch.testing.assert_close(strided(channels_last(x)), strided(x))
+    out = strided(channels_last(x))
+    assert out.shape == (3, 6, 8)
+    torch.testing.assert_close(out, strided(x))
 
 
-def test_bits_dropout_draws_the_same_mask_in_either_layout() -> None:
+@pytest.mark.parametrize("mask", ["bits", "torch"])
+def test_dropout_draws_the_same_mask_in_either_layout(mask: str) -> None:
     from ecmlib.method.model import Dropout, channels_last, is_channels_last
     x = torch.rand(4, 16, 33).add_(0.5)
-    drop = Dropout(0.5, mask="bits").train()
+    drop = Dropout(0.5, mask=mask).train()
     torch.manual_seed(5)
     want = drop(x)
     torch.manual_seed(5)
     got = drop(channels_last(x))
     assert is_channels_last(got) and torch.equal(got, want)
+    if mask == "torch":
+        torch.manual_seed(5)
+        assert torch.equal(want, torch.nn.functional.dropout(x, 0.5))

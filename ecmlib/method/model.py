@@ -103,7 +103,8 @@ class Dropout(nn.Dropout):
     each random byte gives eight independent fair keep bits (``random_keep``). The numbers
     then differ from a ``"torch"`` run as one random seed differs from another.
 
-    Elsewhere (CUDA) torch's own dropout runs, which is fast there.
+    A time-major x (:func:`is_channels_last`) gets the same mask as its contiguous copy,
+    laid out as x. Elsewhere (CUDA) torch's own dropout runs, which is fast there.
     """
 
     def __init__(self, p: float = 0.5, inplace: bool = False, *, mask: str = "torch") -> None:
@@ -120,12 +121,12 @@ class Dropout(nn.Dropout):
             return super().forward(x)
         if self.mask == "bits":
             keep = random_keep(x.shape, 1 - self.p)
-            if is_channels_last(x):           # the same mask laid out as x: a multiply of
-                keep = torch.empty_like(x, dtype=torch.bool).copy_(keep)   # mixed layouts is slow
-        elif x.is_contiguous():
+        elif x.is_contiguous() or is_channels_last(x):
             keep = torch.rand(x.shape, dtype=torch.float64) < 1 - self.p
         else:                                     # torch's own, where the masks could differ
             return super().forward(x)
+        if is_channels_last(x):     # the same mask laid out as x: mixed layouts multiply slowly
+            keep = channels_last(keep)
         return x * keep.to(x.dtype).div_(1 - self.p)
 
 
@@ -174,10 +175,16 @@ def conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
 
 class Conv1d(nn.Conv1d):
     """``nn.Conv1d`` (same parameters, names and hooks) that keeps a channels-last input's
-    layout (:func:`conv1d`); any other input runs ``nn.Conv1d`` itself."""
+    layout (:func:`conv1d`); any other input runs ``nn.Conv1d`` itself.
+
+    The choice follows x's strides: a transposed view such as ``y.mT`` counts as
+    channels-last and takes the 2-D kernels, which in fp32 round differently from
+    ``nn.Conv1d``'s; fp32 callers that must match it pass contiguous input.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        plain = (self.stride, self.dilation, self.groups, self.padding_mode) == ((1,), (1,), 1, "zeros")
+        plain = (self.stride, self.dilation, self.groups, self.padding_mode) == \
+            ((1,), (1,), 1, "zeros")
         if not is_channels_last(x) or not plain or isinstance(self.padding, str):
             return super().forward(x)
         return conv1d(x, self.weight, self.bias, self.padding[0])
@@ -296,10 +303,11 @@ def _sum_taps(z: torch.Tensor, tap_dim: int, seq_dim: int) -> torch.Tensor:
 def group_snippets(x: torch.Tensor, groups: int) -> torch.Tensor:
     """Snippets by group: x [N, D, T] -> [N, G, D, ceil(T/G)], entry [n, g, :, s] = x[n, :, s*G + g].
 
-    Zero snippets pad T to a multiple of G (they add nothing to a group sum). One
-    streaming copy keeps D-rows contiguous ([N, G, D, T/G]; a copy straight to
-    [N, G, T/G, D] is a transpose and twice as slow); the aggregation's matmul reads it
-    transposed.
+    Zero snippets pad T to a multiple of G (they add nothing to a group sum). The copy
+    keeps D-rows contiguous ([N, G, D, T/G]; a copy straight to [N, G, T/G, D] is a
+    transpose and twice as slow from a contiguous x); the aggregation's matmul reads it
+    transposed. From a time-major x (bf16 training) the copy transposes: the training
+    loop makes it once per run (``grouped_features``).
     """
     n, d, t = x.shape
     pad = (-t) % groups
