@@ -62,10 +62,11 @@ def resolve_precision(asked: str, legacy_bf16: bool, device: torch.device) -> tu
     return ("bf16", f"CPU with {native}") if native else ("fp32", "CPU without native bf16")
 
 
-def time_aggregation_paths(cfg: Any, device: torch.device, steps: int = 3) -> dict[str, float]:
+def time_aggregation_paths(cfg: Any, device: torch.device, steps: int = 5) -> dict[str, float]:
     """Median seconds of one training step (``step.step_losses``, backward) per aggregation
     path ('features', 'taps'), on random inputs of the run's shape held as the run holds
-    its features (precision, kept grouped snippets)."""
+    its features (precision, layout, kept grouped snippets). The two paths take turns step
+    by step, so a burst of load on a shared machine slows both rather than one."""
     from ..method.model import ECMNet
     from .step import step_losses, training_inputs
     m = cfg.model
@@ -73,20 +74,20 @@ def time_aggregation_paths(cfg: Any, device: torch.device, steps: int = 3) -> di
     x = torch.rand(cfg.train.batch_size, m.feat_dim, m.num_snippets, generator=gen).to(device)
     y = (torch.rand(cfg.train.batch_size, m.num_classes, generator=gen) < 0.1).float().to(device)
     y[:, 0] = 1.0  # every video has a label, as in training
-    out = {}
+    runs = {}
     for path in ("features", "taps"):
         path_cfg = cfg.with_overrides({"model.aggregation": path})
         model = ECMNet(path_cfg.model).to(device).train()
-        xs, grouped = training_inputs(model, x, path_cfg)
-        times = []
-        for _ in range(steps + 1):  # the first step warms up
+        runs[path] = (model, *training_inputs(model, x, path_cfg), path_cfg)
+    times: dict[str, list[float]] = {path: [] for path in runs}
+    for _ in range(steps + 1):  # the first step of each warms up
+        for path, (model, xs, grouped, path_cfg) in runs.items():
             t0 = time.perf_counter()
             step_losses(model, xs, y, path_cfg, grouped)["loss_total"].backward()
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
-        out[path] = sorted(times[1:])[len(times[1:]) // 2]
-    return out
+            times[path].append(time.perf_counter() - t0)
+    return {path: sorted(t[1:])[len(t[1:]) // 2] for path, t in times.items()}
 
 
 def resolve(cfg: Any, device: torch.device, log: Callable[[str], None] | None = None) -> Any:
