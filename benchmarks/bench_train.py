@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from statistics import median
 
 import torch
 
@@ -89,10 +90,6 @@ def epoch_flops(cfgs: dict, data) -> dict[str, float]:
             _epoch(*run)
         out[name] = float(counter.get_total_flops())
     return out
-
-
-def median(values: list[float]) -> float:
-    return sorted(values)[len(values) // 2]
 
 
 def epoch_ratio(cfg, data, repeats: int = 9) -> tuple[float, float, list[float]]:

@@ -22,8 +22,9 @@ from collections import defaultdict
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from ecmlib.method.model import ECMNet, ModelConfig
+from ecmlib.method.model import ECMNet
 from ecmlib.training.setup import load_data, make_config
+from ecmlib.training.step import training_inputs
 from ecmlib.training.train import make_optimizer, train_epoch
 
 SETTINGS = {
@@ -53,42 +54,26 @@ def kind_of(name: str) -> str:
     return "other element-wise and bookkeeping"
 
 
-def _as_train_holds(model: ECMNet, x: torch.Tensor, cfg) -> tuple[torch.Tensor, dict]:
-    """The features as ``train`` holds them, and train_epoch's keyword for the kept groups
-    (an ecmlib from before the loop kept them: the features in bf16 under bf16, no groups)."""
-    try:
-        from ecmlib.training.step import training_inputs
-    except ImportError:
-        return (x.to(torch.bfloat16) if cfg.train.precision == "bf16" else x), {}
-    x, grouped = training_inputs(model, x, cfg)
-    return x, {"grouped": grouped}
-
-
 def profile_setting(name: str, data, epochs: int, top: int, shapes: bool = False) -> None:
-    # (an ecmlib from before model.dropout_mask existed draws torch's masks: profile so)
-    known = ModelConfig.__dataclass_fields__
-    overrides = [o for o in SETTINGS[name]
-                 if not o.startswith("model.") or o[6:].split("=")[0] in known]
     cfg = make_config("THUMOS14", synthetic="thumos14-mini",
-                      overrides=["train.device=cpu", *overrides])
+                      overrides=["train.device=cpu", *SETTINGS[name]])
     y = torch.from_numpy(data[0].labels)
     torch.manual_seed(0)
     model = ECMNet(cfg.model).train()
     opt = make_optimizer(model, cfg)
     gen = torch.Generator().manual_seed(0)
-    x, kept = _as_train_holds(model, torch.from_numpy(data[0].features), cfg)
-    train_epoch(model, opt, x, y, cfg, 1, gen, **kept)                      # warm-up
+    x, grouped = training_inputs(model, torch.from_numpy(data[0].features), cfg)
+    train_epoch(model, opt, x, y, cfg, 1, gen, grouped)                     # warm-up
     with profile(activities=[ProfilerActivity.CPU], record_shapes=shapes) as prof:
         for _ in range(epochs):
-            train_epoch(model, opt, x, y, cfg, 1, gen, **kept)
+            train_epoch(model, opt, x, y, cfg, 1, gen, grouped)
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events) / 1e6 / epochs
     by_kind: dict[str, float] = defaultdict(float)
     for e in events:
         by_kind[kind_of(e.key)] += e.self_cpu_time_total / 1e6 / epochs
-    mask = getattr(model.base_module.dropout, "mask", "torch")
     print(f"\n{name}: {cfg.train.precision}, {'taps' if model.aggregate_taps else 'feature'} "
-          f"path, {mask} dropout masks; {total:.3f} s of self CPU time per "
+          f"path, {model.base_module.dropout.mask} dropout masks; {total:.3f} s of self CPU time per "
           f"epoch (profiled, {epochs} epoch(s))")
     for kind, sec in sorted(by_kind.items(), key=lambda kv: -kv[1]):
         print(f"    {100 * sec / total:5.1f} %  {sec:.3f} s  {kind}")

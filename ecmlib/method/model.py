@@ -119,13 +119,14 @@ class Dropout(nn.Dropout):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or not 0 < self.p < 1 or x.device.type != "cpu":
             return super().forward(x)
+        time_major = is_channels_last(x)
         if self.mask == "bits":
             keep = random_keep(x.shape, 1 - self.p)
-        elif x.is_contiguous() or is_channels_last(x):
+        elif x.is_contiguous() or time_major:
             keep = torch.rand(x.shape, dtype=torch.float64) < 1 - self.p
         else:                                     # torch's own, where the masks could differ
             return super().forward(x)
-        if is_channels_last(x):     # the same mask laid out as x: mixed layouts multiply slowly
+        if time_major:              # the same mask laid out as x: mixed layouts multiply slowly
             keep = channels_last(keep)
         return x * keep.to(x.dtype).div_(1 - self.p)
 
@@ -185,9 +186,9 @@ class Conv1d(nn.Conv1d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         plain = (self.stride, self.dilation, self.groups, self.padding_mode) == \
             ((1,), (1,), 1, "zeros")
-        if not is_channels_last(x) or not plain or isinstance(self.padding, str):
+        if not plain or isinstance(self.padding, str):
             return super().forward(x)
-        return conv1d(x, self.weight, self.bias, self.padding[0])
+        return conv1d(x, self.weight, self.bias, self.padding[0])    # F.conv1d unless time-major
 
 
 class Trunk(nn.Module):

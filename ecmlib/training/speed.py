@@ -20,6 +20,7 @@ active, else the physical cores not already busy.
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -87,7 +88,7 @@ def time_aggregation_paths(cfg: Any, device: torch.device, steps: int = 5) -> di
             if device.type == "cuda":
                 torch.cuda.synchronize()
             times[path].append(time.perf_counter() - t0)
-    return {path: sorted(t[1:])[len(t[1:]) // 2] for path, t in times.items()}
+    return {path: statistics.median(t[1:]) for path, t in times.items()}
 
 
 def resolve(cfg: Any, device: torch.device, log: Callable[[str], None] | None = None) -> Any:
