@@ -6,6 +6,9 @@ import os
 import signal
 import socket
 import subprocess
+import time
+
+import psutil
 
 
 def free_port() -> int:
@@ -26,3 +29,19 @@ def stop_session(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+def dump_stacks(proc: subprocess.Popen) -> None:
+    """Make the server and its kernels print every thread's Python stack to their stderr (the
+    server's log) and die: SIGABRT, which ``PYTHONFAULTHANDLER=1`` in their environment turns
+    into a traceback dump. For a test that found the server stuck."""
+    try:
+        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for p in reversed(family):  # kernels first: the server stays up to flush the log
+        try:
+            p.send_signal(signal.SIGABRT)
+        except psutil.NoSuchProcess:
+            pass
+        time.sleep(1.0)

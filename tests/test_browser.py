@@ -6,6 +6,8 @@ The notebook is served from a temporary copy (its ``../figures`` is a temporary 
 in quick mode, on 127.0.0.1 and a free port; the server is always stopped. A screenshot is
 saved to ``test-artifacts/explorer_two_models.png`` (ignored by git). Skipped only when
 Debian's ``/usr/bin/chromium`` is missing (``apt-get install -y chromium``; CI installs it).
+A failure shows the end of the server log with the Python stacks of the server and its
+kernel (where they were stuck) and the page's console warnings and errors.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _servers import free_port, stop_session
+from _servers import dump_stacks, free_port, stop_session
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "05_detection_explorer.ipynb"
@@ -96,15 +98,16 @@ def _wait_for_marker(page, timeout: float, differs_from: str | None = None,
 
 @pytest.fixture
 def voila_url():
-    """Serve a temporary copy of notebook 05 with Voilà; yield (URL, server log); always stop
-    the server."""
+    """Serve a temporary copy of notebook 05 with Voilà; yield (URL, server log, server
+    process); always stop the server."""
     with tempfile.TemporaryDirectory(prefix="voila-05-") as tmp:
         nb_dir = Path(tmp) / "notebooks"
         nb_dir.mkdir()
         (Path(tmp) / "figures").mkdir()  # the notebook's ../figures
         shutil.copy2(NOTEBOOK, nb_dir / NOTEBOOK.name)
         port = free_port()
-        env = {**os.environ, "WORKBOOK_QUICK": "1", "TQDM_DISABLE": "1"}
+        env = {**os.environ, "WORKBOOK_QUICK": "1", "TQDM_DISABLE": "1",
+               "PYTHONFAULTHANDLER": "1"}  # stacks on SIGABRT: tests/_servers.dump_stacks
         env.pop("MPLBACKEND", None)  # the notebook selects the inline backend itself
         log = Path(tmp) / "voila.log"
         cmd = [sys.executable, "-m", "voila", "--no-browser", f"--port={port}",
@@ -114,7 +117,7 @@ def voila_url():
                                     start_new_session=True)
         try:
             _wait_for_port(port, proc, log, SERVER_START_S)
-            yield f"http://127.0.0.1:{port}/", log
+            yield f"http://127.0.0.1:{port}/", log, proc
         finally:
             stop_session(proc)  # the server and its kernel share the new session
 
@@ -133,12 +136,15 @@ def _row(text: str) -> dict:
 
 
 def test_two_model_explorer_in_a_browser(voila_url, tmp_path):
-    url, log = voila_url
+    url, log, server = voila_url
+    console: list[str] = []  # the page's warnings and errors
     try:
-        first, picked, row, moved, shot = _drive(url, tmp_path, log)
-    except Exception as err:  # assertion or Playwright timeout: show what the server said
+        first, picked, row, moved, shot = _drive(url, tmp_path, log, console)
+    except Exception as err:  # assertion or Playwright timeout: show what server and page said
+        dump_stacks(server)  # where the server and its kernel are stuck, into the log
         raise AssertionError(f"{type(err).__name__}: {err}\n--- voila log (end) ---\n"
-                             f"{log.read_text()[-3000:]}") from None
+                             f"{log.read_text()[-20000:]}\n--- browser console (warnings and "
+                             f"errors, last 20) ---\n" + "\n".join(console[-20:])) from None
     print(f"\nopened:        {first}\nrow picked:    {row}\nafter pick:    {picked}"
           f"\nslider moved:  {moved}\nscreenshot: {shot.relative_to(REPO)}")
     a, b, c = _fields(first), _fields(picked), _fields(moved)
@@ -152,9 +158,11 @@ def test_two_model_explorer_in_a_browser(voila_url, tmp_path):
     assert shot.is_file() and shot.stat().st_size > 10_000
 
 
-def _drive(url: str, tmp_path: Path, log: Path) -> tuple[str, str, dict, str, Path]:
+def _drive(url: str, tmp_path: Path, log: Path,
+           console: list[str]) -> tuple[str, str, dict, str, Path]:
     """Open the page, wait for the first marker, pick the last single-class row of the ranking
-    and wait for its marker, move a slider and wait for the new marker, take a screenshot."""
+    and wait for its marker, move a slider and wait for the new marker, take a screenshot.
+    The page's console warnings and errors are appended to ``console`` as they come."""
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -165,6 +173,8 @@ def _drive(url: str, tmp_path: Path, log: Path) -> tuple[str, str, dict, str, Pa
             args=CHROMIUM_ARGS, viewport={"width": 1300, "height": 1100})
         try:
             page = browser.new_page()
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text[:300]}")
+                    if m.type in ("warning", "error") else None)
             # Voilà streams the page while the kernel runs the notebook; the marker comes
             # before the page has finished loading (the static figures are still running).
             page.goto(url, timeout=STALL_S * 1000, wait_until="commit")

@@ -7,6 +7,8 @@ when it exists, open the shipped demo checkpoint.
 
 from __future__ import annotations
 
+import base64
+
 import dataclasses
 from collections import OrderedDict
 from pathlib import Path
@@ -151,12 +153,20 @@ def _controls(container):
     return {c.description: c for c in controls}
 
 
-def test_explorer_redraws_with_the_slider_values(analysis, capsys):
+def _line(out) -> str:
+    """The marker line the explorer's Output shows now (after its figure)."""
+    figure, line = out.outputs
+    assert figure["output_type"] == "display_data" and "image/png" in figure["data"]
+    assert line["output_type"] == "stream"
+    return line["text"].strip()
+
+
+def test_explorer_redraws_with_the_slider_values(analysis):
     with mock.patch.object(explorer, "plot_video_detections") as plot:
         container, out = explorer.make_explorer(analysis)
         widgets = _controls(container)
         assert container.children[1] is out
-        first = capsys.readouterr().out
+        first = _line(out)
         assert "video=v0 class=Jump AP@0.5=1.0000 mAP@0.5=1.0000" in first
         assert plot.call_count == 1
         assert plot.call_args.kwargs["params"] == analysis.params
@@ -164,7 +174,7 @@ def test_explorer_redraws_with_the_slider_values(analysis, capsys):
         widgets["class score threshold"].value = 0.9
         kw = plot.call_args.kwargs
         assert plot.call_count == 2 and kw["params"].cls_score_th == 0.9
-        assert "AP@0.5=0.0000 mAP@0.5=0.0000 detections=0" in capsys.readouterr().out
+        assert "AP@0.5=0.0000 mAP@0.5=0.0000 detections=0" in _line(out)
 
         widgets["class score threshold"].value = 0.25
         widgets["NMS threshold"].value = 0.3
@@ -173,28 +183,31 @@ def test_explorer_redraws_with_the_slider_values(analysis, capsys):
         widgets["lowest act. threshold"].value = 0.05
         p = plot.call_args.kwargs["params"]
         assert (p.nms_threshold, p.conf_gamma, p.outer_lambda, p.act_thresh[0]) == (0.3, 0.5, 0.2, 0.05)
-        assert "AP@0.5=1.0000 mAP@0.5=1.0000" in capsys.readouterr().out.splitlines()[-1]
+        assert "AP@0.5=1.0000 mAP@0.5=1.0000" in _line(out)
 
 
-def test_explorer_follows_the_video_ground_truth_class(analysis, capsys):
+def test_explorer_follows_the_video_ground_truth_class(analysis):
     with mock.patch.object(explorer, "plot_video_detections") as plot:
-        container, _ = explorer.make_explorer(analysis)
+        container, out = explorer.make_explorer(analysis)
         widgets = _controls(container)
-        capsys.readouterr()
         widgets["video"].value = 1
         assert widgets["class"].value == 1
         args = plot.call_args.args
         assert np.array_equal(args[0], analysis.cas[1, 1]) and args[2] == [(20.0, 28.0)]
-        assert capsys.readouterr().out.strip().splitlines()[-1].startswith("video=v1 class=Throw")
+        assert _line(out).startswith("video=v1 class=Throw")
         widgets["class"].value = 0  # a class the video does not contain: AP undefined
-        assert "class=Jump AP@0.5=n/a" in capsys.readouterr().out
+        assert "class=Jump AP@0.5=n/a" in _line(out)
 
 
 def test_explorer_draws_for_real(analysis, capsys):
     plt.close("all")
-    container, _ = explorer.make_explorer(analysis)
-    assert "detections=1" in capsys.readouterr().out
+    container, out = explorer.make_explorer(analysis)
+    assert "detections=1" in _line(out)
+    png = base64.b64decode(out.outputs[0]["data"]["image/png"])
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
     assert plt.get_fignums() == []  # figures are closed after each redraw
+    # shown on the widget, not printed: a Voila server does not capture it (live_output)
+    assert capsys.readouterr().out == ""
 
 
 # ------------------------------------------------------------------ model and data
@@ -415,7 +428,7 @@ def test_comparison_plot_draws_both_models_on_one_timeline():
         explorer.plot_video_comparison(np.ones(4), np.ones(5), [], dets_a, dets_b, 0, duration=1)
 
 
-def test_pair_explorer_shows_the_same_video_and_class_for_both(pair, capsys):
+def test_pair_explorer_shows_the_same_video_and_class_for_both(pair):
     with mock.patch.object(explorer, "plot_video_comparison") as plot:
         container, out = explorer.make_pair_explorer(pair)
         assert container.children[1] is out
@@ -423,7 +436,7 @@ def test_pair_explorer_shows_the_same_video_and_class_for_both(pair, capsys):
         widgets = {c.description: c for c in controls.children}
         ranking_list = table.children[1]
         assert len(widgets) == 7 and ranking_list.value == 0  # opens on the top row, v0
-        first = explorer.parse_pair_marker(capsys.readouterr().out)
+        first = explorer.parse_pair_marker(_line(out))
         assert (first["video"], first["klass"], first["ap_a"], first["ap_b"]) == ("v0", "Jump", 1.0, 0.0)
         args = plot.call_args.args
         assert np.array_equal(args[0], pair.a.cas[0, 0]) and np.array_equal(args[1], pair.b.cas[0, 0])
@@ -435,7 +448,7 @@ def test_pair_explorer_shows_the_same_video_and_class_for_both(pair, capsys):
         args = plot.call_args.args
         assert np.array_equal(args[0], pair.a.cas[1, 1]) and np.array_equal(args[1], pair.b.cas[1, 1])
         assert args[2] == [(20.0, 28.0)]
-        shown = explorer.parse_pair_marker(capsys.readouterr().out)
+        shown = explorer.parse_pair_marker(_line(out))
         row = pair.ranking().set_index("video").loc["v1"]
         assert (shown["video"], shown["klass"]) == ("v1", "Throw")
         assert (shown["ap_a"], shown["ap_b"]) == (row.ap_a, row.ap_b)
@@ -443,15 +456,15 @@ def test_pair_explorer_shows_the_same_video_and_class_for_both(pair, capsys):
         widgets["video"].value = 0  # the dropdown moves the ranking's selection too
         assert ranking_list.value == 0
         widgets["class score threshold"].value = 0.9  # one knob for both models
-        shown = explorer.parse_pair_marker(capsys.readouterr().out)
+        shown = explorer.parse_pair_marker(_line(out))
         assert (shown["n_a"], shown["n_b"], shown["map_a"], shown["map_b"]) == (0, 0, 0.0, 0.0)
         assert plot.call_args.kwargs["params"].cls_score_th == 0.9
 
 
-def test_pair_explorer_draws_for_real(pair, capsys):
+def test_pair_explorer_draws_for_real(pair):
     plt.close("all")
-    explorer.make_pair_explorer(pair, video="v1")
-    assert "video=v1 class=Throw | ECM AP@0.5=1.0000" in capsys.readouterr().out
+    _, out = explorer.make_pair_explorer(pair, video="v1")
+    assert "video=v1 class=Throw | ECM AP@0.5=1.0000" in _line(out)
     assert plt.get_fignums() == []
     fig = explorer.plot_pair_examples(pair, ["v0", 1])
     assert len(fig.axes) == 2 and fig.axes[0].get_title().startswith("v0: Jump")
@@ -498,3 +511,27 @@ def test_demo_checkpoint_against_an_untrained_model_ranks_like_independent_aps()
                               explorer.analyse_split(other, test, cfg), ("demo", "untrained"))
     _check_ranking(pair)
     assert pair.ranking()["ap_a"].max() > 0
+
+
+def test_live_output_raises_on_its_first_draw_and_shows_later_errors():
+    import ipywidgets as w
+    slider = w.IntSlider(value=1)
+
+    def draw(n: int):
+        if n < 0:
+            raise ValueError(f"no video {n}")
+        fig, _ = plt.subplots()
+        return fig, f"n={n}"
+
+    with pytest.raises(ValueError, match="no video -1"):
+        explorer.live_output(draw, {"n": w.IntSlider(value=-1, min=-1)})
+    plt.close("all")
+    out = explorer.live_output(draw, {"n": slider})
+    assert _line(out) == "n=1"
+    slider.value = 2
+    assert _line(out) == "n=2"
+    slider.min = -1
+    slider.value = -1  # a later draw fails: its error takes the figure's place
+    (error,) = out.outputs
+    assert (error["output_type"], error["ename"], error["evalue"]) == ("error", "ValueError", "no video -1")
+    assert plt.get_fignums() == []

@@ -12,7 +12,7 @@ Three layers, so each can be tested on its own:
   costs nothing; ``benchmarks/bench_localize.py`` times it). That is fast enough to
   recompute on every slider release, so there is no debounce or "compute" button.
 * :func:`make_explorer` wires ipywidgets (two dropdowns, five sliders) to the two with
-  ``interactive_output``; every redraw prints a one-line marker
+  :func:`live_output`; every redraw shows the figure and a one-line marker
   ``video=... class=... AP@0.5=... mAP@0.5=... detections=...`` that tests (and people)
   can read.
 
@@ -26,14 +26,17 @@ evaluated on the same test split with the same localisation; :class:`ModelPair` 
 analyses of one split and ranks its videos by AP@0.5 difference (:meth:`ModelPair.ranking`);
 :func:`plot_video_comparison` draws both CAS and both detection sets on one timeline; and
 :func:`make_pair_explorer` puts the ranking beside the explorer's controls (picking a row
-opens that video) and prints :func:`pair_marker_line` on every redraw.
+opens that video) and shows :func:`pair_marker_line` on every redraw.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import functools
+import io
 import re
+import traceback
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -495,6 +498,57 @@ def _localize_sliders(base: LocalizeParams, style: dict, layout: Any) -> dict[st
     }
 
 
+def live_output(draw: Any, controls: dict[str, Any]) -> Any:
+    """An ipywidgets Output showing ``draw(**values)`` -> (figure, text line) for the
+    ``controls``' current values, redrawn whenever one of them changes.
+
+    ``ipywidgets.interactive_output`` without its display capture: what the Output shows is
+    set on the widget from the kernel (``Output.outputs``: the figure as a PNG, then the
+    line). Voila runs the notebook on its server, and there a captured display makes the
+    server send the kernel a message while it waits for the cell's reply, a reply it then
+    sometimes never receives: the page stays at "Executing ..." for good.
+
+    The first draw raises what ``draw`` raises (a notebook run fails on it); a later one,
+    made by a moved control, shows the error in the Output instead.
+    """
+    import ipywidgets as w
+
+    out = w.Output()
+
+    def update() -> None:
+        fig, line = draw(**{name: c.value for name, c in controls.items()})
+        out.outputs = (figure_output(fig),
+                       {"output_type": "stream", "name": "stdout", "text": line + "\n"})
+
+    def on_change(_change: Any) -> None:
+        try:
+            update()
+        except Exception as err:  # shown where the figure was, as a notebook shows it
+            out.outputs = ({"output_type": "error", "ename": type(err).__name__,
+                            "evalue": str(err),
+                            "traceback": traceback.format_exception(err)},)
+
+    update()
+    for control in controls.values():
+        control.observe(on_change, names="value")
+    return out
+
+
+def figure_output(fig: Any) -> dict[str, Any]:
+    """A closed figure as a notebook display output (PNG, cropped as the inline backend
+    crops it)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return {"output_type": "display_data", "metadata": {},
+            "data": {"image/png": base64.b64encode(buf.getvalue()).decode("ascii"),
+                     "text/plain": repr(fig)}}
+
+
 def make_explorer(analysis: VideoAnalysis, cfg: ExperimentConfig | None = None,
                   video: int | str = 0,
                   figsize: tuple[float, float] = (9.0, 3.2)) -> tuple[Any, Any]:
@@ -504,7 +558,7 @@ def make_explorer(analysis: VideoAnalysis, cfg: ExperimentConfig | None = None,
     ground-truth class with the highest video score), and sliders for the class score
     threshold, the lowest activation threshold, the NMS threshold, gamma (``conf_gamma``)
     and the outer lambda, starting from ``cfg.localize`` (else ``analysis.params``). Each
-    change redraws with :func:`plot_video_detections` and prints :func:`marker_line`. The
+    change redraws with :func:`plot_video_detections` and shows :func:`marker_line`. The
     dataset mAP is recomputed once per new parameter set (under a second for 210 videos)
     and cached; sliders report on release (``continuous_update=False``).
     """
@@ -531,12 +585,12 @@ def make_explorer(analysis: VideoAnalysis, cfg: ExperimentConfig | None = None,
 
     sliders = _localize_sliders(base, style, layout)
 
-    # Registered before interactive_output's own observer, so the redraw a video change
+    # Registered before live_output's own observer, so the redraw a video change
     # causes already sees the new video's class.
     video_box.observe(lambda change: setattr(klass, "value", first_class(change["new"])),
                       names="value")
 
-    def redraw(video: int, klass: int, **knobs: float) -> None:
+    def redraw(video: int, klass: int, **knobs: float) -> tuple[Any, str]:
         params = _params_from(base, **knobs)
         dets = analysis.localize(video, params)
         ap = analysis.video_ap(video, klass, dets)
@@ -551,11 +605,9 @@ def make_explorer(analysis: VideoAnalysis, cfg: ExperimentConfig | None = None,
                               analysis.span(video, params), ax=ax,
                               title=f"{name}: {cname}", params=params)
         fig.tight_layout()
-        plt.show()
-        plt.close(fig)  # the inline backend closed it already; other backends would keep it
-        print(marker_line(name, cname, ap, m, n))
+        return fig, marker_line(name, cname, ap, m, n)
 
-    out = w.interactive_output(redraw, {"video": video_box, "klass": klass, **sliders})
+    out = live_output(redraw, {"video": video_box, "klass": klass, **sliders})
     controls = w.VBox([video_box, klass, *sliders.values()])
     return w.VBox([controls, out]), out
 
@@ -911,8 +963,8 @@ def _ranking_widgets(ranking: Any, labels: tuple[str, str], start: int, rows: in
 
 
 def _redraw_pair(pair: ModelPair, base: LocalizeParams, figsize: tuple[float, float],
-                 video: int, klass: int, **knobs: float) -> None:
-    """One redraw of the pair explorer: the comparison figure, then its marker line."""
+                 video: int, klass: int, **knobs: float) -> tuple[Any, str]:
+    """One redraw of the pair explorer -> (the comparison figure, its marker line)."""
     import matplotlib.pyplot as plt
     a, b = pair.a, pair.b
     params = _params_from(base, **knobs)
@@ -927,9 +979,7 @@ def _redraw_pair(pair: ModelPair, base: LocalizeParams, figsize: tuple[float, fl
                           a.span(video, params), labels=pair.labels, aps=aps, ax=ax,
                           title=f"{name}: {cname}", params=params)
     fig.tight_layout()
-    plt.show()
-    plt.close(fig)
-    print(pair_marker_line(name, cname, pair.labels, aps, maps, counts))
+    return fig, pair_marker_line(name, cname, pair.labels, aps, maps, counts)
 
 
 def make_pair_explorer(pair: ModelPair, cfg: ExperimentConfig | None = None,
@@ -943,7 +993,7 @@ def make_pair_explorer(pair: ModelPair, cfg: ExperimentConfig | None = None,
     difference (model a − model b, at the starting parameters); picking a row opens that
     video. It starts at ``video`` (default: the top row, where model a gains most); a video
     opens on :meth:`ModelPair.class_to_show`. Each redraw draws
-    :func:`plot_video_comparison` and prints :func:`pair_marker_line`.
+    :func:`plot_video_comparison` and shows :func:`pair_marker_line`.
 
     """
     import ipywidgets as w
@@ -983,13 +1033,13 @@ def make_pair_explorer(pair: ModelPair, cfg: ExperimentConfig | None = None,
         if change["new"] is not None:
             video_box.value = change["new"]
 
-    # Registered before interactive_output's own observer, so the redraw a video change
+    # Registered before live_output's own observer, so the redraw a video change
     # causes already sees the new video's class.
     video_box.observe(open_video, names="value")
     ranking_list.observe(pick_row, names="value")
 
     redraw = functools.partial(_redraw_pair, pair, base, figsize)
-    out = w.interactive_output(redraw, {"video": video_box, "klass": klass, **sliders})
+    out = live_output(redraw, {"video": video_box, "klass": klass, **sliders})
     controls = w.VBox([video_box, klass, *sliders.values()])
     table = w.VBox([caption, ranking_list])
     return w.VBox([w.HBox([controls, table]), out]), out
