@@ -22,6 +22,7 @@ from ..method.localize import localize_batch_flat
 from ..method.model import ECMNet
 from .config import ExperimentConfig
 from .setup import ground_truth_for
+from .speed import cuda_math
 
 @torch.no_grad()
 def predict(model: ECMNet, features: torch.Tensor | np.ndarray, batch_size: int = 64,
@@ -37,12 +38,13 @@ def predict(model: ECMNet, features: torch.Tensor | np.ndarray, batch_size: int 
     was_training = model.training
     model.eval()
     try:
-        for i in range(0, x_all.shape[0], batch_size):
-            h, cas = model.cas(x_all[i:i + batch_size].to(device, non_blocking=True))
-            outs[0].append(torch.softmax(model.pre_scores(cas), dim=1).float().cpu())
-            outs[1].append(cas.float().cpu())
-            if weights:
-                outs[2].append(model.aggregation_weights(h, cas).float().cpu())
+        with cuda_math(device, "fp32"):  # inference runs in fp32 whatever trained the model
+            for i in range(0, x_all.shape[0], batch_size):
+                h, cas = model.cas(x_all[i:i + batch_size].to(device, non_blocking=True))
+                outs[0].append(torch.softmax(model.pre_scores(cas), dim=1).float().cpu())
+                outs[1].append(cas.float().cpu())
+                if weights:
+                    outs[2].append(model.aggregation_weights(h, cas).float().cpu())
     finally:
         model.train(was_training)
     return tuple(torch.cat(o).numpy() for o in outs if o)

@@ -19,10 +19,11 @@ active, else the physical cores not already busy.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,26 @@ def resolve_precision(asked: str, legacy_bf16: bool, device: torch.device) -> tu
         return ("bf16", "GPU with bf16") if ok else ("fp32", "GPU without bf16")
     native = cpu_bf16()
     return ("bf16", f"CPU with {native}") if native else ("fp32", "CPU without native bf16")
+
+
+@contextlib.contextmanager
+def cuda_math(device: torch.device, precision: str) -> Iterator[None]:
+    """On a CUDA device in fp32: convolutions and matrix products in true fp32 (cuDNN's
+    default TF32 keeps 10 mantissa bits, not the fp32 a run reports), and cuDNN's
+    deterministic algorithms (a run repeats exactly). The flags are restored on exit;
+    elsewhere (CPU, bf16) nothing changes."""
+    if device.type != "cuda" or precision != "fp32":
+        yield
+        return
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
+             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
+         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) = saved
 
 
 def time_aggregation_paths(cfg: Any, device: torch.device, steps: int = 5) -> dict[str, float]:

@@ -232,15 +232,16 @@ def train_epoch(model: ECMNet, optimizer: torch.optim.Optimizer, x: torch.Tensor
     model.train()
     sums: dict[str, float] = {}            # every term compute_losses reports, in its order
     perm = torch.randperm(len(x), generator=generator).to(x.device)
-    for i in range(0, len(perm), cfg.train.batch_size):
-        idx = perm[i:i + cfg.train.batch_size]
-        terms = step_losses(model, take_videos(x, idx), take_videos(y, idx), cfg,
-                            None if grouped is None else take_videos(grouped, idx))
-        optimizer.zero_grad(set_to_none=True)
-        terms["loss_total"].backward()
-        optimizer.step()
-        for k, v in terms.items():
-            sums[k] = sums.get(k, 0.0) + v.item() * len(idx)
+    with speed.cuda_math(x.device, cfg.train.precision):  # fp32 means fp32 on a GPU too
+        for i in range(0, len(perm), cfg.train.batch_size):
+            idx = perm[i:i + cfg.train.batch_size]
+            terms = step_losses(model, take_videos(x, idx), take_videos(y, idx), cfg,
+                                None if grouped is None else take_videos(grouped, idx))
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss_total"].backward()
+            optimizer.step()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v.item() * len(idx)
     row: dict[str, Any] = {"epoch": epoch, "lr": lr, **{k: v / len(x) for k, v in sums.items()}}
     if not math.isfinite(row["loss_total"]):
         raise RuntimeError(f"epoch {epoch}: the training loss is {row['loss_total']} "
