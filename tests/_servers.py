@@ -21,9 +21,10 @@ def free_port() -> int:
 def stop_session(proc: subprocess.Popen) -> None:
     """Stop a server started with ``start_new_session=True`` and everything it started
     (its kernels share the session): SIGTERM, then SIGKILL if it lingers."""
-    if proc.poll() is not None:
+    try:  # the whole session, even when the server itself has gone (dump_stacks)
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
         return
-    os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:

@@ -1,11 +1,13 @@
 """The CUDA path (skipped where torch sees no CUDA device; CI has none): run on a GPU
 machine with ``python -m pytest tests/test_cuda.py -rA``.
 
-The record's mode means fp32 on a GPU too (``speed.cuda_math``: no TF32, deterministic
-cuDNN), so a step on the GPU agrees with the CPU to fp32 rounding and a run repeats exactly;
-a run trained there resumes there exactly and its checkpoint evaluates on the CPU; fast mode
-picks bf16 and torch's dropout there. (The GPU's dropout masks come from the CUDA generator,
-so a whole run on the GPU is not the CPU's run: only dropout-free steps are compared.)
+What these check on a GPU: the record's mode means fp32 there too (``speed.cuda_math``:
+no TF32, deterministic cuDNN), so a step agrees with the CPU to fp32 rounding; a run on the
+``tiny`` benchmark repeats and resumes exactly (its videos have at most two labels: with
+three or more, the background stream's ``index_add`` adds with atomics on a GPU and may
+differ in the last bits); a checkpoint trained there evaluates on the CPU; fast mode picks
+bf16 and torch's dropout there. The GPU's dropout masks come from the CUDA generator, so a
+whole run on the GPU is not the CPU's run: only dropout-free steps are compared.
 """
 
 from __future__ import annotations
@@ -32,11 +34,6 @@ def _strip(history: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k not in DROP} for row in history]
 
 
-def _flags() -> tuple:
-    return (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
-            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-
-
 @pytest.fixture(scope="module")
 def tiny():
     cfg = make_config("THUMOS14", synthetic="tiny", epochs=3,
@@ -55,16 +52,16 @@ def test_cuda_math_is_fp32_and_restores_the_flags() -> None:
     gen = torch.Generator().manual_seed(0)
     x, w = torch.randn(8, 512, 256, generator=gen), torch.randn(256, 512, 3, generator=gen)
     exact = F.conv1d(x.double(), w.double())
-    before = _flags()
+    before = speed.cuda_flags()
     with speed.cuda_math(CUDA, "fp32"):
-        assert _flags() == (False, False, True, False)
+        assert speed.cuda_flags() == speed.cuda_flags(record=True)
         got = F.conv1d(x.to(CUDA), w.to(CUDA)).double().cpu()
-    assert _flags() == before
+    assert speed.cuda_flags() == before
     err = ((got - exact).abs().max() / exact.abs().max()).item()
     print(f"\nconv1d on the GPU in cuda_math: max relative error {err:.2e}")
-    assert err < 1e-5  # fp32 rounding; TF32 (10 mantissa bits) is near 1e-3
+    assert err < 1e-5  # fp32 rounding; TF32 (10 mantissa bits) is some 1e-4 here
     with speed.cuda_math(CUDA, "bf16"):
-        assert _flags() == before  # fast mode keeps torch's defaults
+        assert speed.cuda_flags() == before  # fast mode keeps torch's defaults
 
 
 def test_a_dropout_free_step_agrees_with_the_cpu(tiny) -> None:
@@ -118,17 +115,18 @@ def test_a_cuda_checkpoint_evaluates_on_the_cpu(tiny, cuda_run) -> None:
         results[device] = evaluate_model(model.to(device), data[1], cfg).metrics
     last = json.loads((cuda_run.run_dir / "history.json").read_text())[-1]
     assert results["cuda"]["mAP@0.5"] == pytest.approx(last["mAP@0.5"], abs=1e-9)
-    # the same weights on the CPU: equal up to localisation thresholds that fp32 rounding flips
+    # the same weights on the CPU: equal up to localisation thresholds that fp32 rounding
+    # flips (mAPs are fractions)
     for key in ("mAP@0.1", "mAP@0.5", "average_mAP@0.1:0.7"):
-        assert results["cpu"][key] == pytest.approx(results["cuda"][key], abs=0.5), key
+        assert results["cpu"][key] == pytest.approx(results["cuda"][key], abs=0.02), key
 
 
 def test_fast_mode_on_cuda_is_bf16_with_torch_dropout(tiny) -> None:
     cfg, data = tiny
-    before = _flags()
+    before = speed.cuda_flags()
     run = train(cfg.with_overrides(["train.fast=true", "train.epochs=2"]), data=data,
                 progress=False, log=None)
-    assert _flags() == before
+    assert speed.cuda_flags() == before
     expected = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     assert run.metrics["precision"] == expected
     assert run.metrics["dropout_mask"] == "torch"

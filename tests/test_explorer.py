@@ -8,7 +8,6 @@ when it exists, open the shipped demo checkpoint.
 from __future__ import annotations
 
 import base64
-
 import dataclasses
 from collections import OrderedDict
 from pathlib import Path
@@ -516,22 +515,33 @@ def test_demo_checkpoint_against_an_untrained_model_ranks_like_independent_aps()
 def test_live_output_raises_on_its_first_draw_and_shows_later_errors():
     import ipywidgets as w
     slider = w.IntSlider(value=1)
+    interactive = []
 
     def draw(n: int):
+        # In interactive mode the inline backend would queue every figure for a show that
+        # a control's change never runs: draws happen with it off.
+        interactive.append(plt.isinteractive())
+        fig, _ = plt.subplots()
         if n < 0:
             raise ValueError(f"no video {n}")
-        fig, _ = plt.subplots()
         return fig, f"n={n}"
 
+    plt.close("all")
     with pytest.raises(ValueError, match="no video -1"):
         explorer.live_output(draw, {"n": w.IntSlider(value=-1, min=-1)})
-    plt.close("all")
-    out = explorer.live_output(draw, {"n": slider})
-    assert _line(out) == "n=1"
-    slider.value = 2
-    assert _line(out) == "n=2"
-    slider.min = -1
-    slider.value = -1  # a later draw fails: its error takes the figure's place
+    assert plt.get_fignums() == []  # the failed draw's figure is closed
+    plt.ion()
+    try:
+        out = explorer.live_output(draw, {"n": slider})
+        assert _line(out) == "n=1"
+        slider.value = 2
+        assert _line(out) == "n=2"
+        slider.min = -1
+        slider.value = -1  # a later draw fails: its error takes the figure's place
+        assert plt.isinteractive()  # restored after each draw
+    finally:
+        plt.ioff()
     (error,) = out.outputs
     assert (error["output_type"], error["ename"], error["evalue"]) == ("error", "ValueError", "no video -1")
-    assert plt.get_fignums() == []
+    assert error["traceback"][-1] == "ValueError: no video -1"
+    assert interactive == [False] * 4 and plt.get_fignums() == []

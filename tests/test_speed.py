@@ -206,23 +206,20 @@ def test_training_inputs_hold_bf16_features_time_major(precision):
     assert torch.equal(take_videos(grouped, idx), grouped[idx])
 
 
-def _cuda_flags() -> tuple:
-    return (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
-            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-
-
 def test_cuda_math_sets_fp32_flags_on_a_gpu_only_and_restores_them():
-    """The flags are plain settings, so this runs without a GPU (tests/test_cuda.py checks
-    their effect on one)."""
-    before = _cuda_flags()
-    assert before[0], "torch's default: cuDNN convolutions in TF32"
+    """The settings are plain attributes, so this runs without a GPU (tests/test_cuda.py
+    checks their effect on one)."""
+    before = speed.cuda_flags()
+    record = speed.cuda_flags(record=True)
+    assert before != record  # torch's defaults: cuDNN convolutions in TF32, any algorithm
+    assert set(record) >= {"cudnn.deterministic", "cudnn.benchmark"}
     with speed.cuda_math(torch.device("cuda"), "fp32"):
-        assert _cuda_flags() == (False, False, True, False)
-    assert _cuda_flags() == before
+        assert speed.cuda_flags() == record
+    assert speed.cuda_flags() == before
     with pytest.raises(KeyError):
         with speed.cuda_math(torch.device("cuda:0"), "fp32"):
             raise KeyError("a failing epoch")
-    assert _cuda_flags() == before
+    assert speed.cuda_flags() == before
     for device, precision in [("cuda", "bf16"), ("cpu", "fp32")]:
         with speed.cuda_math(torch.device(device), precision):
-            assert _cuda_flags() == before
+            assert speed.cuda_flags() == before

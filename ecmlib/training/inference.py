@@ -38,7 +38,7 @@ def predict(model: ECMNet, features: torch.Tensor | np.ndarray, batch_size: int 
     was_training = model.training
     model.eval()
     try:
-        with cuda_math(device, "fp32"):  # inference runs in fp32 whatever trained the model
+        with cuda_math(device, "fp32"):  # fp32 on a GPU too (no TF32), whatever trained it
             for i in range(0, x_all.shape[0], batch_size):
                 h, cas = model.cas(x_all[i:i + batch_size].to(device, non_blocking=True))
                 outs[0].append(torch.softmax(model.pre_scores(cas), dim=1).float().cpu())

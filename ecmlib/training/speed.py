@@ -64,24 +64,54 @@ def resolve_precision(asked: str, legacy_bf16: bool, device: torch.device) -> tu
     return ("bf16", f"CPU with {native}") if native else ("fp32", "CPU without native bf16")
 
 
+def _cuda_settings() -> list[tuple[str, Any, str, Any]]:
+    """(name, object, attribute, value in the record's fp32) of each process-wide setting
+    that decides how a GPU computes fp32: torch's ``fp32_precision`` where it has it
+    (reading the legacy ``allow_tf32`` flags raises once anything has set that), else the
+    legacy flags; then cuDNN's algorithm choice."""
+    b = torch.backends
+    conv = getattr(b.cudnn, "conv", None)
+    if conv is not None and hasattr(conv, "fp32_precision"):
+        precision = [("cudnn.conv.fp32_precision", conv, "fp32_precision", "ieee"),
+                     ("cuda.matmul.fp32_precision", b.cuda.matmul, "fp32_precision", "ieee")]
+    else:
+        precision = [("cudnn.allow_tf32", b.cudnn, "allow_tf32", False),
+                     ("cuda.matmul.allow_tf32", b.cuda.matmul, "allow_tf32", False)]
+    return precision + [("cudnn.deterministic", b.cudnn, "deterministic", True),
+                        ("cudnn.benchmark", b.cudnn, "benchmark", False)]
+
+
+def cuda_flags(record: bool = False) -> dict[str, Any]:
+    """The settings :func:`cuda_math` sets, by name: their current values, or with
+    ``record`` the values it sets them to."""
+    return {name: value if record else getattr(obj, attr)
+            for name, obj, attr, value in _cuda_settings()}
+
+
 @contextlib.contextmanager
 def cuda_math(device: torch.device, precision: str) -> Iterator[None]:
     """On a CUDA device in fp32: convolutions and matrix products in true fp32 (cuDNN's
-    default TF32 keeps 10 mantissa bits, not the fp32 a run reports), and cuDNN's
-    deterministic algorithms (a run repeats exactly). The flags are restored on exit;
-    elsewhere (CPU, bf16) nothing changes."""
+    default TF32 keeps 10 mantissa bits, not the fp32 a run reports) with cuDNN's
+    deterministic algorithms. The settings are process-wide: they are restored on exit
+    (nesting in one thread is fine; threads training at once would see each other's).
+    Elsewhere (CPU, bf16) nothing changes.
+
+    Deterministic cuDNN makes the convolutions repeat exactly; the background stream's
+    ``index_add`` still adds with atomics on a GPU, so a video with three or more labels
+    can differ in the last bits between two runs there.
+    """
     if device.type != "cuda" or precision != "fp32":
         yield
         return
-    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
-             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    settings = _cuda_settings()
+    saved = [getattr(obj, attr) for _, obj, attr, _ in settings]
+    for _, obj, attr, value in settings:
+        setattr(obj, attr, value)
     try:
         yield
     finally:
-        (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
-         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) = saved
+        for (_, obj, attr, _), value in zip(settings, saved):
+            setattr(obj, attr, value)
 
 
 def time_aggregation_paths(cfg: Any, device: torch.device, steps: int = 5) -> dict[str, float]:

@@ -509,14 +509,25 @@ def live_output(draw: Any, controls: dict[str, Any]) -> Any:
     sometimes never receives: the page stays at "Executing ..." for good.
 
     The first draw raises what ``draw`` raises (a notebook run fails on it); a later one,
-    made by a moved control, shows the error in the Output instead.
+    made by a moved control, shows the error in the Output instead. Unlike
+    ``interactive_output``, what ``draw`` prints or warns is not shown in the Output.
     """
     import ipywidgets as w
+    import matplotlib.pyplot as plt
 
     out = w.Output()
 
     def update() -> None:
-        fig, line = draw(**{name: c.value for name, c in controls.items()})
+        before = set(plt.get_fignums())
+        # Off interactive mode, the inline backend does not queue the figure for a show
+        # that never comes (a control's change runs no cell): each redraw would stay in memory.
+        with plt.ioff():
+            try:
+                fig, line = draw(**{name: c.value for name, c in controls.items()})
+            except BaseException:
+                for num in set(plt.get_fignums()) - before:  # what the failed draw opened
+                    plt.close(num)
+                raise
         out.outputs = (figure_output(fig),
                        {"output_type": "stream", "name": "stdout", "text": line + "\n"})
 
@@ -524,9 +535,9 @@ def live_output(draw: Any, controls: dict[str, Any]) -> Any:
         try:
             update()
         except Exception as err:  # shown where the figure was, as a notebook shows it
+            lines = "".join(traceback.format_exception(err)).splitlines()
             out.outputs = ({"output_type": "error", "ename": type(err).__name__,
-                            "evalue": str(err),
-                            "traceback": traceback.format_exception(err)},)
+                            "evalue": str(err), "traceback": lines},)
 
     update()
     for control in controls.values():
