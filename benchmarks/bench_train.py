@@ -176,7 +176,6 @@ def fast_part(epochs: int, rounds: int, side_by_side: bool) -> bool:
     during the benchmark favours neither; the ratio is of the summed wall times. Then, for
     information, the epochs alone taking turns and (``side_by_side``) the two settings'
     runs side by side in two processes."""
-    from ecmlib.training.speed import cpu_bf16
     torch.set_num_threads(1)
     walls: dict[str, list[float]] = {"record": [], "fast": []}
     data = None
@@ -190,7 +189,7 @@ def fast_part(epochs: int, rounds: int, side_by_side: bool) -> bool:
     if side_by_side:
         _side_by_side(epochs)
     print(f"(3) {epochs}-epoch ECM run at one thread, {rounds} round(s): fast mode {ratio:.2f}x "
-          f"faster than the record's setting (CPU bf16: {cpu_bf16() or 'none'}; target >= 2x): "
+          f"faster than the record's setting (CPU bf16: {speed.cpu_bf16() or 'none'}; target >= 2x): "
           f"{'PASS' if ratio >= 2 else 'FAIL'}")
     return ratio >= 2
 
@@ -237,7 +236,6 @@ def _side_by_side(epochs: int) -> None:
 def _fast_epochs_alternating(data, repeats: int = 9) -> None:
     """The two settings' training epochs taking turns, epoch by epoch (information: the
     whole runs above are what the target is about, evaluation included)."""
-    from ecmlib.training import speed
     cfgs = {name: make_config("THUMOS14", synthetic="thumos14-mini", overrides=RUN_BASE + extra)
             for name, extra in SETTINGS.items()}
     cfgs["fast"] = speed.resolve(cfgs["fast"], torch.device("cpu"))
